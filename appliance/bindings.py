@@ -1,0 +1,80 @@
+"""Bindings: HMACs under the HSM ``bind`` root that tie a public key to its user
+and a wrapped vault key to its vault, member and key version.
+
+Whoever can write the database but not use the token could otherwise replace a
+member's public key with their own (the next rotation or invitation would wrap
+the vault key for them) or plant a wrapped key of their choosing. Every wrap
+checks the public key's binding first, every unwrap the wrapped key's.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from appliance.models import User, VaultMember
+from hsm.errors import KeyNotFound
+from hsm.keystore import Work
+from hsm.labels import RootKind
+
+
+def _public_key_input(user_id: str, public_der: bytes) -> bytes:
+    return b"coffre/public-key/v1|" + user_id.encode("ascii") + b"|" + public_der
+
+
+def _member_key_input(vault_id: str, user_id: str, key_version: int, wrapped: bytes) -> bytes:
+    head = f"coffre/member-key/v1|vault={vault_id}|user={user_id}|version={key_version}|"
+    return head.encode("ascii") + wrapped
+
+
+def _seal(work: Work, data: bytes) -> str:
+    label, mac = work.mac(RootKind.BIND, data)
+    return f"{label}:{mac.hex()}"
+
+
+def _check(work: Work, data: bytes, stored: str | None) -> bool:
+    if not stored or ":" not in stored:
+        return False
+    label, _, expected = stored.partition(":")
+    try:
+        _, mac = work.mac(RootKind.BIND, data, label)
+    except KeyNotFound:
+        return False
+    return hmac.compare_digest(mac.hex(), expected)
+
+
+def bind_public_key(work: Work, user_id: str, public_der: bytes) -> str:
+    return _seal(work, _public_key_input(user_id, public_der))
+
+
+def public_key_is_bound(work: Work, user_id: str, public_der: bytes, stored: str | None) -> bool:
+    return _check(work, _public_key_input(user_id, public_der), stored)
+
+
+def bind_member_key(work: Work, vault_id: str, user_id: str, key_version: int, wrapped: bytes) -> str:
+    return _seal(work, _member_key_input(vault_id, user_id, key_version, wrapped))
+
+
+def member_key_is_bound(
+    work: Work, vault_id: str, user_id: str, key_version: int, wrapped: bytes, stored: str | None
+) -> bool:
+    return _check(work, _member_key_input(vault_id, user_id, key_version, wrapped), stored)
+
+
+def backfill(db: Session, work: Work) -> tuple[int, int]:
+    """Bind rows that predate bindings (schema 0002), trusting them as they are at
+    upgrade time. Run by ``coffre init``; returns (public keys, wrapped keys) bound."""
+    users = 0
+    for user in db.execute(select(User).where(User.public_key.is_not(None), User.public_key_mac.is_(None))).scalars():
+        assert user.public_key is not None
+        user.public_key_mac = bind_public_key(work, user.id, user.public_key)
+        users += 1
+    members = 0
+    for member in db.execute(select(VaultMember).where(VaultMember.wrapped_key_mac.is_(None))).scalars():
+        member.wrapped_key_mac = bind_member_key(
+            work, member.vault_id, member.user_id, member.key_version, member.wrapped_key
+        )
+        members += 1
+    return users, members

@@ -1,0 +1,138 @@
+"""Typed settings, read once from ``coffre.toml``.
+
+Every command finds the file through ``--config`` or ``COFFRE_CONFIG``. A few
+fields may be overridden by one documented environment variable each:
+
+- ``COFFRE_DATABASE_URL`` overrides ``[database] url``;
+- the token PIN comes from the file ``[hsm] pin_file`` or the variable named by
+  ``[hsm] pin_env`` (never from the command line).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hsm.config import HsmConfig
+
+CONFIG_ENV = "COFFRE_CONFIG"
+DATABASE_URL_ENV = "COFFRE_DATABASE_URL"
+
+
+class ConfigError(Exception):
+    """The configuration is missing or wrong; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    max_body_bytes: int = 1024 * 1024
+    # Requests doing appliance work at once per process (see web/deps.py serialized).
+    concurrent_operations: int = 2
+    log_file: str | None = None
+
+
+@dataclass(frozen=True)
+class CryptoSettings:
+    rsa_bits: int = 3072
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 1
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    enrollment_ttl_seconds: int = 72 * 3600
+    login_ticket_ttl_seconds: int = 120
+    session_idle_seconds: int = 30 * 60
+    session_max_seconds: int = 12 * 3600
+    max_pin_failures: int = 5
+    # Wrong PINs since the last right one after which an admin can no longer unlock
+    # (bounds a malicious admin's reset-password + unlock loop to this many guesses).
+    max_pin_failures_total: int = 20
+    password_min_length: int = 12
+    password_min_score: int = 3
+    # Failed password attempts allowed per account in the window.
+    account_attempts: int = 10
+    account_window_seconds: int = 15 * 60
+    # Password attempts allowed per client address in the window.
+    address_attempts: int = 30
+    address_window_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path | None
+    data_dir: Path
+    database_url: str
+    hsm: HsmConfig
+    server: ServerSettings = field(default_factory=ServerSettings)
+    crypto: CryptoSettings = field(default_factory=CryptoSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+
+
+def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    return value
+
+
+def _build(cls: type[Any], values: dict[str, Any], section: str) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"unknown key(s) in [{section}]: {', '.join(sorted(unknown))}")
+    converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    try:
+        return cls(**converted)
+    except TypeError as exc:
+        raise ConfigError(f"[{section}]: {exc}") from exc
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read the settings from ``path`` (or ``$COFFRE_CONFIG``)."""
+    chosen = path or os.environ.get(CONFIG_ENV)
+    if not chosen:
+        raise ConfigError(
+            f"no configuration: pass --config FILE or set {CONFIG_ENV} (create one with `coffre init --data-dir DIR`)"
+        )
+    file = Path(chosen).expanduser().resolve()
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file not found: {file}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file} is not valid TOML: {exc}") from exc
+    return from_mapping(raw, file)
+
+
+def from_mapping(raw: dict[str, Any], path: Path | None = None) -> Settings:
+    hsm_raw = dict(_section(raw, "hsm"))
+    for key in ("module", "token_label"):
+        if not hsm_raw.get(key):
+            raise ConfigError(f"[hsm] {key} is required")
+    hsm = _build(HsmConfig, hsm_raw, "hsm")
+    database = _section(raw, "database")
+    url = os.environ.get(DATABASE_URL_ENV) or database.get("url")
+    if not url or not isinstance(url, str):
+        raise ConfigError("[database] url is required")
+    data_dir = raw.get("data_dir") or (str(path.parent) if path else ".")
+    crypto = _build(CryptoSettings, _section(raw, "crypto"), "crypto")
+    if crypto.rsa_bits < 2048:
+        raise ConfigError("[crypto] rsa_bits must be at least 2048")
+    return Settings(
+        path=path,
+        data_dir=Path(data_dir),
+        database_url=url,
+        hsm=hsm,
+        server=_build(ServerSettings, _section(raw, "server"), "server"),
+        crypto=crypto,
+        security=_build(SecuritySettings, _section(raw, "security"), "security"),
+    )

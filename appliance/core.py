@@ -1,0 +1,41 @@
+"""The appliance: settings, database, token and the domain services, wired once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from appliance.accounts import Accounts
+from appliance.audit import AuditLog
+from appliance.config import Settings
+from appliance.db import Database
+from appliance.items import Items
+from appliance.passwords import PasswordHasher
+from appliance.ratelimit import RateLimiter
+from appliance.sessions import Sessions
+from appliance.vaults import Vaults
+from hsm.keystore import Keystore
+
+
+class Appliance:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.db = Database(settings.database_url)
+        self.keystore = Keystore(settings.hsm)
+        self.hasher = PasswordHasher(settings.crypto)
+        self.audit = AuditLog(self.keystore, clock)
+        self.ratelimit = RateLimiter(clock)
+        self.sessions = Sessions(self)
+        self.accounts = Accounts(self)
+        self.vaults = Vaults(self)
+        self.items = Items(self)
+
+    def health(self) -> None:
+        """Raise DatabaseUnavailable or HsmUnavailable when either does not answer."""
+        self.db.ping()
+        self.keystore.ping()
+
+    def close(self) -> None:
+        self.keystore.close()
+        self.db.dispose()

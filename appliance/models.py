@@ -1,0 +1,160 @@
+"""Tables. Secret material is stored only as ciphertext (``*_blob``/``*_ct``),
+hashes or verifiers. Times are UNIX seconds (float, UTC)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # invited -> active -> disabled
+    status: Mapped[str] = mapped_column(String(16), default="invited")
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_pin_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Wrong PINs since the last right one; an admin unlock does not reset it.
+    pin_failures_since_success: Mapped[int] = mapped_column(Integer, default=0)
+    password_hash: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    password_pepper: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    public_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # HMAC (bind root) over user id + public key: "label:hex".
+    public_key_mac: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    key_bits: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # RSA private key: AES-KWP under the PIN key, then AES-GCM under a KEK.
+    private_key_blob: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    kek_label: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    pin_salt: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    pin_pepper: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    pin_kdf: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    enrolled_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class OneTimeToken(Base):
+    """Enrollment and password-reset tokens; only their SHA-256 is kept."""
+
+    __tablename__ = "one_time_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16))  # enroll | reset
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    expires_at: Mapped[float] = mapped_column(Float)
+    used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class LoginTicket(Base):
+    __tablename__ = "login_tickets"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
+class Session(Base):
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    verifier: Mapped[bytes] = mapped_column(LargeBinary)
+    # Private key re-wrapped under the client-held session secret, then the KEK.
+    key_blob: Mapped[bytes] = mapped_column(LargeBinary)
+    kek_label: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+    last_seen_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    client_addr: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class Vault(Base):
+    __tablename__ = "vaults"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    key_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(32))
+
+
+class VaultMember(Base):
+    __tablename__ = "vault_members"
+
+    vault_id: Mapped[str] = mapped_column(ForeignKey("vaults.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(8))  # admin | write | read
+    # The vault key wrapped with this member's RSA public key (OAEP).
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    # HMAC (bind root) over vault, member, key version and wrapped key: "label:hex".
+    wrapped_key_mac: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    key_version: Mapped[int] = mapped_column(Integer)
+    added_at: Mapped[float] = mapped_column(Float)
+
+
+class Item(Base):
+    __tablename__ = "items"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    vault_id: Mapped[str] = mapped_column(ForeignKey("vaults.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    key_version: Mapped[int] = mapped_column(Integer)
+    title_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    username_ct: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    password_ct: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    url_ct: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    notes_ct: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(32))
+    updated_by: Mapped[str] = mapped_column(String(32))
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    ts: Mapped[float] = mapped_column(Float)
+    event: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    target: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    client_addr: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    details: Mapped[str] = mapped_column(Text)
+    key_label: Mapped[str] = mapped_column(String(64))
+    prev_mac: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """One row: the last sequence number and MAC, locked to serialize appends."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    mac: Mapped[str] = mapped_column(String(64))
+
+
+class RateLimitHit(Base):
+    __tablename__ = "rate_limit_hits"
+    __table_args__ = (Index("ix_rate_limit_key_ts", "key", "ts"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(128))
+    ts: Mapped[float] = mapped_column(Float)

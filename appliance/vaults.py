@@ -1,0 +1,384 @@
+"""Vaults, their members and roles, and the vault key each member holds.
+
+Every check of who may do what lives here, not in the web layer.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, select
+
+from appliance.bindings import bind_member_key, member_key_is_bound, public_key_is_bound
+from appliance.errors import Conflict, Forbidden, IntegrityFailure, NotFound, ValidationFailed
+from appliance.models import Item, User, Vault, VaultMember
+from appliance.sessions import Principal
+from appliance.tokens import is_id, new_id
+from hsm.errors import DecryptionFailed
+from hsm.keystore import Work
+
+if TYPE_CHECKING:
+    from appliance.core import Appliance
+
+
+class BrokenBinding(IntegrityFailure):
+    """A stored key or ciphertext failed its check; ``what``/``target`` go to the audit log."""
+
+    def __init__(self, what: str, target: str) -> None:
+        super().__init__()
+        self.what = what
+        self.target = target
+
+
+class Role(enum.IntEnum):
+    READ = 1
+    WRITE = 2
+    ADMIN = 3
+
+    @classmethod
+    def parse(cls, value: Any) -> Role:
+        if not isinstance(value, str) or value.upper() not in cls.__members__:
+            raise ValidationFailed("role must be one of: admin, write, read")
+        return cls[value.upper()]
+
+    @property
+    def wire(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class VaultView:
+    id: str
+    name: str
+    role: str
+
+
+@dataclass(frozen=True)
+class MemberView:
+    vault_id: str
+    user_id: str
+    email: str
+    role: str
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise ValidationFailed("name must be 1 to 200 characters")
+    return name.strip()
+
+
+class Vaults:
+    def __init__(self, app: Appliance) -> None:
+        self.app = app
+
+    # -- access -------------------------------------------------------------------
+
+    def membership(self, db: Any, principal: Principal, vault_id: str, at_least: Role) -> VaultMember:
+        """The caller's membership, or NotFound (not a member: existence stays
+        hidden) / Forbidden (a member whose role is too low)."""
+        member: VaultMember | None = db.get(VaultMember, (vault_id, principal.user_id)) if is_id(vault_id) else None
+        if member is None:
+            raise NotFound("no such vault")
+        self.check_role(member, at_least)
+        return member
+
+    @staticmethod
+    def check_role(member: VaultMember, at_least: Role) -> None:
+        if Role[member.role.upper()] < at_least:
+            raise Forbidden(f"this needs the {at_least.wire} role on the vault")
+
+    def vault_key(self, work: Work, principal: Principal, member: VaultMember) -> Any:
+        """The vault key inside the token, unwrapped with the caller's private key."""
+        cache = self.app.keystore.cache
+        digest = hashlib.sha256(member.wrapped_key + (member.wrapped_key_mac or "").encode()).digest()
+        key = principal.cache_prefix + b"|vault|" + member.vault_id.encode() + b"|" + digest
+        handle = cache.get(key, work.generation)
+        if handle is not None:
+            return handle
+        if not member_key_is_bound(
+            work, member.vault_id, member.user_id, member.key_version, member.wrapped_key, member.wrapped_key_mac
+        ):
+            self._integrity_event(work, principal, "vault_key", member.vault_id)
+            raise IntegrityFailure()
+        private = self.app.sessions.private_key(work, principal)
+        try:
+            handle = work.unwrap_with_private_key(private, member.wrapped_key)
+        except DecryptionFailed:
+            self._integrity_event(work, principal, "vault_key", member.vault_id)
+            raise IntegrityFailure() from None
+        cache.put(key, work.keep(handle), work.generation)
+        return handle
+
+    def _wrap_for(
+        self, work: Work, principal: Principal, key: Any, vault_id: str, user: User, key_version: int
+    ) -> tuple[bytes, str]:
+        """Wrap a vault key for ``user``, whose public key must be bound to them."""
+        if user.public_key is None or not public_key_is_bound(work, user.id, user.public_key, user.public_key_mac):
+            raise BrokenBinding("public_key_binding", user.id)
+        wrapped = work.wrap_for_public_key(key, user.public_key)
+        return wrapped, bind_member_key(work, vault_id, user.id, key_version, wrapped)
+
+    @contextmanager
+    def _audited_integrity(self, work: Work, principal: Principal) -> Iterator[None]:
+        """Record an ``integrity.failed`` entry for a failure raised inside a write
+        transaction, once that transaction has been rolled back."""
+        try:
+            yield
+        except BrokenBinding as exc:
+            self._integrity_event(work, principal, exc.what, exc.target)
+            raise
+
+    def _integrity_event(self, work: Work, principal: Principal, what: str, target: str) -> None:
+        with self.app.db.write() as db:
+            self.app.audit.by(
+                principal,
+                db,
+                work,
+                "integrity.failed",
+                target=target,
+                what=what,
+            )
+
+    @staticmethod
+    def lock(db: Any, vault_id: str, exclusive: bool = True) -> None:
+        """Serialize changes to one vault across nodes: a row lock on PostgreSQL
+        (SQLite write transactions are already serialized by BEGIN IMMEDIATE).
+
+        Member changes and key rotation take it exclusively; item creation takes
+        it shared, so that no item can be sealed under a key being retired.
+        """
+        if not is_id(vault_id):
+            raise NotFound("no such vault")
+        db.execute(select(Vault.id).where(Vault.id == vault_id).with_for_update(read=not exclusive))
+
+    # -- vaults -------------------------------------------------------------------
+
+    def create(self, principal: Principal, name: Any) -> VaultView:
+        name = _check_name(name)
+        with self.app.keystore.work() as work, self._audited_integrity(work, principal):
+            with self.app.db.read() as db:
+                me = db.get(User, principal.user_id)
+            if me is None or me.public_key is None:
+                raise NotFound("no such user")
+            key = work.new_data_key()
+            vault = Vault(id=new_id(), name=name, key_version=1, created_at=self.app.clock(), created_by=me.id)
+            wrapped, wrapped_mac = self._wrap_for(work, principal, key, vault.id, me, 1)
+            now = vault.created_at
+            with self.app.db.write() as db:
+                db.add(vault)
+                db.flush()
+                db.add(
+                    VaultMember(
+                        vault_id=vault.id,
+                        user_id=me.id,
+                        role="admin",
+                        wrapped_key=wrapped,
+                        wrapped_key_mac=wrapped_mac,
+                        key_version=1,
+                        added_at=now,
+                    )
+                )
+                self.app.audit.append(
+                    db, work, "vault.created", actor=me.id, target=vault.id, client_addr=principal.client_addr
+                )
+        return VaultView(vault.id, vault.name, "admin")
+
+    def list_vaults(self, principal: Principal) -> list[VaultView]:
+        with self.app.db.read() as db:
+            rows = db.execute(
+                select(Vault, VaultMember.role)
+                .join(VaultMember, VaultMember.vault_id == Vault.id)
+                .where(VaultMember.user_id == principal.user_id)
+                .order_by(Vault.name, Vault.id)
+            ).all()
+        return [VaultView(v.id, v.name, role) for v, role in rows]
+
+    def get(self, principal: Principal, vault_id: str) -> VaultView:
+        with self.app.db.read() as db:
+            member = self.membership(db, principal, vault_id, Role.READ)
+            vault = db.get(Vault, vault_id)
+        assert vault is not None
+        return VaultView(vault.id, vault.name, member.role)
+
+    def rename(self, principal: Principal, vault_id: str, name: Any) -> VaultView:
+        name = _check_name(name)
+        with self.app.keystore.work() as work, self.app.db.write() as db:
+            self.lock(db, vault_id)
+            self.membership(db, principal, vault_id, Role.ADMIN)
+            vault = db.get(Vault, vault_id)
+            assert vault is not None
+            vault.name = name
+            self.app.audit.by(
+                principal,
+                db,
+                work,
+                "vault.renamed",
+                target=vault_id,
+            )
+            return VaultView(vault.id, vault.name, "admin")
+
+    def delete(self, principal: Principal, vault_id: str) -> None:
+        with self.app.keystore.work() as work, self.app.db.write() as db:
+            self.lock(db, vault_id)
+            self.membership(db, principal, vault_id, Role.ADMIN)
+            # Items first (their ciphertexts), then every wrapped vault key, then the vault.
+            db.execute(delete(Item).where(Item.vault_id == vault_id))
+            db.execute(delete(VaultMember).where(VaultMember.vault_id == vault_id))
+            db.execute(delete(Vault).where(Vault.id == vault_id))
+            self.app.audit.by(
+                principal,
+                db,
+                work,
+                "vault.deleted",
+                target=vault_id,
+            )
+
+    # -- members ------------------------------------------------------------------
+
+    def members(self, principal: Principal, vault_id: str) -> list[MemberView]:
+        with self.app.db.read() as db:
+            self.membership(db, principal, vault_id, Role.READ)
+            rows = db.execute(
+                select(VaultMember, User.email)
+                .join(User, User.id == VaultMember.user_id)
+                .where(VaultMember.vault_id == vault_id)
+                .order_by(User.email)
+            ).all()
+        return [MemberView(vault_id, m.user_id, email, m.role) for m, email in rows]
+
+    def add_member(self, principal: Principal, vault_id: str, email: Any, role: Any) -> MemberView:
+        wanted = Role.parse(role)
+        if not isinstance(email, str):
+            raise ValidationFailed("email must be a string")
+        from appliance.accounts import normalize_email
+
+        email = normalize_email(email)
+        with self.app.keystore.work() as work, self._audited_integrity(work, principal):
+            with self.app.db.read() as db:
+                mine = self.membership(db, principal, vault_id, Role.ADMIN)
+                target = db.execute(select(User).where(User.email == email)).scalar_one_or_none()
+                # One answer for "no such user", "not enrolled yet" and "disabled":
+                # any user can create a vault, so this must not enumerate accounts.
+                if target is None or target.status != "active" or target.public_key is None:
+                    raise NotFound("no enrolled, active user with this e-mail address")
+                if db.get(VaultMember, (vault_id, target.id)) is not None:
+                    raise Conflict("this user is already a member of the vault")
+            key = self.vault_key(work, principal, mine)
+            wrapped, wrapped_mac = self._wrap_for(work, principal, key, vault_id, target, mine.key_version)
+            with self.app.db.write() as db:
+                self.lock(db, vault_id)
+                current = self.membership(db, principal, vault_id, Role.ADMIN)
+                if current.key_version != mine.key_version:
+                    raise Conflict("the vault key changed meanwhile; retry")
+                db.add(
+                    VaultMember(
+                        vault_id=vault_id,
+                        user_id=target.id,
+                        role=wanted.wire,
+                        wrapped_key=wrapped,
+                        wrapped_key_mac=wrapped_mac,
+                        key_version=mine.key_version,
+                        added_at=self.app.clock(),
+                    )
+                )
+                self.app.audit.by(
+                    principal,
+                    db,
+                    work,
+                    "member.added",
+                    target=vault_id,
+                    member=target.id,
+                    role=wanted.wire,
+                )
+        return MemberView(vault_id, target.id, target.email, wanted.wire)
+
+    def change_role(self, principal: Principal, vault_id: str, user_id: str, role: Any) -> MemberView:
+        wanted = Role.parse(role)
+        with self.app.keystore.work() as work, self.app.db.write() as db:
+            self.lock(db, vault_id)
+            self.membership(db, principal, vault_id, Role.ADMIN)
+            member = db.get(VaultMember, (vault_id, user_id)) if is_id(user_id) else None
+            if member is None:
+                raise NotFound("no such member")
+            if member.role == "admin" and wanted is not Role.ADMIN and self._admin_count(db, vault_id) <= 1:
+                raise Conflict("the last administrator of a vault cannot be demoted")
+            old = member.role
+            member.role = wanted.wire
+            user = db.get(User, user_id)
+            self.app.audit.by(
+                principal,
+                db,
+                work,
+                "member.changed",
+                target=vault_id,
+                member=user_id,
+                old=old,
+                new=wanted.wire,
+            )
+            return MemberView(vault_id, user_id, user.email if user else "", wanted.wire)
+
+    def remove_member(self, principal: Principal, vault_id: str, user_id: str) -> None:
+        """Remove a member and rotate the vault key: every item is re-encrypted under
+        a new key, wrapped for the remaining members only, in one transaction."""
+        with self.app.keystore.work() as work, self._audited_integrity(work, principal):
+            with self.app.db.read() as db:
+                mine = self.membership(db, principal, vault_id, Role.ADMIN)
+            old_key = self.vault_key(work, principal, mine)
+            new_key = work.new_data_key()
+            with self.app.db.write() as db:
+                self.lock(db, vault_id)
+                mine = self.membership(db, principal, vault_id, Role.ADMIN)
+                vault = db.get(Vault, vault_id)
+                member = db.get(VaultMember, (vault_id, user_id)) if is_id(user_id) else None
+                if vault is None or member is None:
+                    raise NotFound("no such member")
+                if member.role == "admin" and self._admin_count(db, vault_id) <= 1:
+                    raise Conflict("the last administrator of a vault cannot be removed")
+                if mine.key_version != vault.key_version:
+                    raise Conflict("the vault key changed meanwhile; retry")
+                new_version = vault.key_version + 1
+                from appliance.items import reencrypt_item
+
+                for item in db.execute(select(Item).where(Item.vault_id == vault_id)).scalars():
+                    try:
+                        reencrypt_item(work, item, old_key, new_key, new_version)
+                    except DecryptionFailed:
+                        raise BrokenBinding("item", item.id) from None
+                db.delete(member)
+                db.flush()
+                users = {
+                    u.id: u
+                    for u in db.execute(
+                        select(User)
+                        .join(VaultMember, VaultMember.user_id == User.id)
+                        .where(VaultMember.vault_id == vault_id)
+                    ).scalars()
+                }
+                for other in db.execute(select(VaultMember).where(VaultMember.vault_id == vault_id)).scalars():
+                    other.wrapped_key, other.wrapped_key_mac = self._wrap_for(
+                        work, principal, new_key, vault_id, users[other.user_id], new_version
+                    )
+                    other.key_version = new_version
+                vault.key_version = new_version
+                self.app.audit.by(
+                    principal,
+                    db,
+                    work,
+                    "member.removed",
+                    target=vault_id,
+                    member=user_id,
+                    key_version=new_version,
+                )
+
+    @staticmethod
+    def _admin_count(db: Any, vault_id: str) -> int:
+        return len(
+            db.execute(
+                select(VaultMember.user_id).where(VaultMember.vault_id == vault_id, VaultMember.role == "admin")
+            ).all()
+        )

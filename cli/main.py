@@ -1,0 +1,236 @@
+"""The ``coffre`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from appliance import config as config_mod
+from appliance.config import ConfigError
+from appliance.errors import AppError
+from hsm.errors import HsmError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_UNAVAILABLE = 4
+
+
+def _appliance(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from appliance.core import Appliance
+
+    settings = config_mod.load(args.config)
+    if settings.hsm.softhsm_conf:
+        os.environ["SOFTHSM2_CONF"] = settings.hsm.softhsm_conf
+    return Appliance(settings)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from appliance.setup import init
+
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    config_path = Path(args.config) if (args.config and not args.data_dir) else None
+    settings, report = init(
+        data_dir,
+        config_path=config_path,
+        database_url=args.database_url,
+        hsm_module=args.hsm_module,
+        token_label=args.token_label,
+        pin_file=args.pin_file,
+        pin_env=args.pin_env,
+        rsa_bits=args.rsa_bits,
+    )
+    if report.created:
+        for what in report.created:
+            print(f"created: {what}")
+    else:
+        print("nothing to do: the data dir, database and HSM roots are already in place")
+    print(f"configuration: {report.config_path}")
+    print(f"use it with: export COFFRE_CONFIG={report.config_path}")
+    if args.admin_email:
+        from appliance.core import Appliance
+
+        app = Appliance(settings)
+        try:
+            users = app.accounts.list_users(None)
+            admins = [u for u in users if u.is_admin and u.status == "active"]
+            if admins:
+                print("an administrator has already enrolled; no new enrollment token issued")
+            else:
+                _, token = app.accounts.invite(args.admin_email, True)
+                print(f"enrollment token for the first administrator {args.admin_email} (single use):")
+                print(token)
+        finally:
+            app.close()
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from web.server import serve
+
+    settings = config_mod.load(args.config)
+    return serve(settings, host=args.host, port=args.port, workers=args.workers)
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    app = _appliance(args)
+    try:
+        if args.user_cmd == "invite":
+            user, token = app.accounts.invite(args.email, args.admin)
+            kind = "administrator" if user.is_admin else "user"
+            print(f"invited {kind} {user.email} (id {user.id}); one-time enrollment token:")
+            print(token)
+        elif args.user_cmd == "list":
+            for u in app.accounts.list_users(None):
+                flags = " ".join(f for f in ("admin" if u.is_admin else "", "locked" if u.locked else "") if f)
+                print(f"{u.id}  {u.email:<40} {u.status:<9} {flags}")
+        else:
+            user_id = app.accounts.get_by_email(args.email).id
+            actions: dict[str, Callable[..., object]] = {
+                "unlock": app.accounts.admin_unlock,
+                "disable": app.accounts.disable,
+                "enable": app.accounts.enable,
+            }
+            if args.user_cmd == "reset-password":
+                token = app.accounts.reset_password(None, user_id)
+                print(f"password reset token for {args.email} (single use; the PIN is still required):")
+                print(token)
+            else:
+                actions[args.user_cmd](None, user_id)
+                print(f"{args.user_cmd}: {args.email}")
+        return EXIT_OK
+    finally:
+        app.close()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from appliance.status import collect
+
+    app = _appliance(args)
+    try:
+        for line in collect(app):
+            print(line)
+    finally:
+        app.close()
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from appliance.audit import verify
+
+    app = _appliance(args)
+    try:
+        with app.keystore.work() as work, app.db.read() as db:
+            result = verify(db, work, args.head)
+    finally:
+        app.close()
+    if result.ok:
+        print(f"audit log OK: {result.checked} entries, head MAC {result.head_mac}")
+        return EXIT_OK
+    print(f"audit log BROKEN at entry {result.first_bad_seq}: {result.reason}", file=sys.stderr)
+    print(f"{result.checked} entries verified before it", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from hsm.labels import RootKind
+
+    app = _appliance(args)
+    try:
+        label = app.keystore.rotate_root(RootKind(args.kind))
+        print(f"created {label}; new data is protected by it from now on")
+        if args.kind == "kek":
+            from appliance.rotation import reseal_all
+
+            counts = reseal_all(app)
+            print(f"re-sealed {counts['users']} user keys and {counts['sessions']} session keys under {label}")
+    finally:
+        app.close()
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coffre", description="Coffre digital safe appliance")
+    parser.add_argument("--config", default=None, help=f"configuration file (default: ${config_mod.CONFIG_ENV})")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "init", parents=[common], help="create a data dir, token (lab), database and HSM roots; idempotent"
+    )
+    p.add_argument("--data-dir", help="directory for coffre.toml, the database and the lab token")
+    p.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite in the data dir)")
+    p.add_argument("--hsm-module", help="PKCS#11 module path (default: SoftHSM2 lab token)")
+    p.add_argument("--token-label", help="token label (default: coffre)")
+    p.add_argument("--pin-file", help="file holding the token PIN (with --hsm-module)")
+    p.add_argument("--pin-env", help="environment variable holding the token PIN (with --hsm-module)")
+    p.add_argument("--rsa-bits", type=int, default=3072, help="user RSA key size (>= 2048)")
+    p.add_argument("--admin-email", help="invite this first administrator unless one has enrolled")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("serve", parents=[common], help="serve the API (plain HTTP; put Apache with TLS in front)")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--workers", type=int, default=1, help="worker processes (each opens its own HSM sessions)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("user", parents=[common], help="manage users")
+    usub = p.add_subparsers(dest="user_cmd", required=True)
+    q = usub.add_parser("invite", parents=[common], help="invite a user; prints a one-time enrollment token last")
+    q.add_argument("email")
+    q.add_argument("--admin", action="store_true")
+    usub.add_parser("list", parents=[common], help="list users")
+    for name, text in (
+        ("unlock", "unlock after too many wrong PINs"),
+        ("disable", "disable and end sessions"),
+        ("enable", "enable again"),
+        ("reset-password", "issue a password reset token"),
+    ):
+        q = usub.add_parser(name, parents=[common], help=text)
+        q.add_argument("email")
+    p.set_defaults(func=cmd_user)
+
+    p = sub.add_parser("status", parents=[common], help="HSM, key versions, database and counts")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("audit", parents=[common], help="audit trail")
+    asub = p.add_subparsers(dest="audit_cmd", required=True)
+    q = asub.add_parser(
+        "verify", parents=[common], help="verify the HMAC chain; non-zero exit names the first bad entry"
+    )
+    q.add_argument("--head", help="a head MAC recorded earlier (e.g. in the SIEM): it must still be in the log")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("keys", parents=[common], help="HSM root keys")
+    ksub = p.add_subparsers(dest="keys_cmd", required=True)
+    q = ksub.add_parser("rotate", parents=[common], help="create the next version of a root key")
+    q.add_argument("kind", choices=["kek", "pepper", "audit", "bind"])
+    p.set_defaults(func=cmd_keys)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(0o077)  # every file Coffre creates is private to its user
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"coffre: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except HsmError as exc:
+        print(f"coffre: HSM error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except AppError as exc:
+        print(f"coffre: {exc.message}", file=sys.stderr)
+        return EXIT_UNAVAILABLE if exc.status == 503 else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

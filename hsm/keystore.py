@@ -1,0 +1,591 @@
+"""Domain operations on the token, expressed as intents.
+
+Nothing here knows about users or vaults: callers pass opaque context bytes
+(bound into AES-GCM associated data) and opaque cache keys. Mechanisms,
+parameters and templates are pinned on every call.
+
+Operations happen inside ``Keystore.work()``: one pooled session lent to the
+calling thread; the session objects it creates are destroyed on exit unless they
+were handed to the ``HandleCache``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from pkcs11 import MGF, Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11 import exceptions as p11
+from pkcs11.mechanisms import GCMParams
+from pkcs11.util.rsa import decode_rsa_public_key, encode_rsa_public_key
+
+from hsm import templates
+from hsm.config import HsmConfig
+from hsm.envelope import Algorithm, Envelope
+from hsm.errors import DecryptionFailed, KeyNotFound, RootKeyMissing
+from hsm.labels import RootKind, label_for, parse_label
+from hsm.pool import SessionPool
+
+GCM_NONCE_BYTES = 12
+# How long the newest root label is trusted before the token is asked again.
+ROOT_TTL = 30.0
+GCM_TAG_BITS = 128
+
+# Failures of an unwrap/decrypt that must read as one opaque error. SoftHSM
+# reports a bad GCM tag as CKR_GENERAL_ERROR / CKR_FUNCTION_FAILED.
+_OPEN_FAILURES: tuple[type[Exception], ...] = (
+    p11.EncryptedDataInvalid,
+    p11.EncryptedDataLenRange,
+    p11.WrappedKeyInvalid,
+    p11.WrappedKeyLenRange,
+    p11.DataInvalid,
+    p11.DataLenRange,
+    p11.GeneralError,
+    p11.FunctionFailed,
+    p11.MechanismParamInvalid,
+    p11.ArgumentsBad,
+    p11.TemplateInconsistent,
+    p11.AttributeValueInvalid,
+)
+
+# OAEP choices, best first. SoftHSM 2.6 accepts only SHA-1 / MGF1-SHA-1.
+_OAEP: dict[Algorithm, tuple[Mechanism, MGF]] = {
+    Algorithm.RSA_OAEP_SHA256: (Mechanism.SHA256, MGF.SHA256),
+    Algorithm.RSA_OAEP_SHA1: (Mechanism.SHA_1, MGF.SHA1),
+}
+
+PIN_KEY_REF = "pin"
+SESSION_KEY_REF = "session"
+MEMBER_KEY_REF = "member"
+
+
+def _nonce() -> bytes:
+    return os.urandom(GCM_NONCE_BYTES)
+
+
+@dataclass(frozen=True)
+class RootKeyInfo:
+    label: str
+    kind: RootKind
+    version: int
+
+
+class HandleCache:
+    """Keys kept *inside the token* across requests (never their values).
+
+    Entries are python-pkcs11 objects living in a pooled session; they expire
+    after ``ttl`` seconds, are bounded in number, and are all dropped when the
+    pool is reset (its generation changes). An entry that leaves the cache may
+    still be in use by a request that fetched it a moment ago: it is destroyed
+    only after ``GRACE`` seconds (a destroyed handle in use would read as a
+    device failure).
+    """
+
+    GRACE = 30.0
+
+    def __init__(self, entries: int, ttl: float) -> None:
+        self._entries = entries
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._data: OrderedDict[bytes, tuple[Any, float, int]] = OrderedDict()
+        self._retired: list[tuple[Any, float]] = []
+
+    def _retire(self, obj: Any) -> None:
+        now = time.monotonic()
+        self._retired.append((obj, now))
+        while self._retired and self._retired[0][1] + self.GRACE < now:
+            self._destroy(self._retired.pop(0)[0])
+
+    def get(self, key: bytes, generation: int) -> Any | None:
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is None:
+                return None
+            obj, expires, gen = hit
+            if gen != generation or expires < time.monotonic():
+                del self._data[key]
+                self._retire(obj)
+                return None
+            self._data.move_to_end(key)
+            return obj
+
+    def put(self, key: bytes, obj: Any, generation: int) -> None:
+        with self._lock:
+            if self._entries <= 0:
+                self._retire(obj)  # caching off: still in use by the caller
+                return
+            old = self._data.pop(key, None)
+            if old is not None:
+                self._retire(old[0])
+            self._data[key] = (obj, time.monotonic() + self._ttl, generation)
+            while len(self._data) > self._entries:
+                _, (evicted, _, _) = self._data.popitem(last=False)
+                self._retire(evicted)
+
+    def discard_prefix(self, prefix: bytes) -> None:
+        with self._lock:
+            for key in [k for k in self._data if k.startswith(prefix)]:
+                self._retire(self._data.pop(key)[0])
+
+    def clear(self) -> None:
+        """Destroy everything now (the pool was reset or is closing)."""
+        with self._lock:
+            while self._data:
+                self._destroy(self._data.popitem()[1][0])
+            while self._retired:
+                self._destroy(self._retired.pop()[0])
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @staticmethod
+    def _destroy(obj: Any) -> None:
+        try:
+            obj.destroy()
+        except (p11.PKCS11Error, RuntimeError):
+            pass  # its session may already be gone, taking the object with it
+
+
+class Keystore:
+    """The token as Coffre uses it: roots, sealing, MACs, user and data keys."""
+
+    def __init__(self, config: HsmConfig, pool: SessionPool | None = None) -> None:
+        self.config = config
+        self.pool = pool or SessionPool(config)
+        self.cache = HandleCache(config.cache_entries, config.cache_ttl_seconds)
+        self._root_lock = threading.Lock()
+        self._roots: dict[str, Any] = {}
+        self._current: dict[RootKind, tuple[str, float]] = {}
+        self._roots_generation = -1
+
+    @contextmanager
+    def work(self) -> Iterator[Work]:
+        with self.pool.session() as session:
+            if self._roots_generation != self.pool.generation:
+                with self._root_lock:
+                    self._roots = {}
+                    self._current = {}
+                    self._roots_generation = self.pool.generation
+                self.cache.clear()
+            work = Work(self, session)
+            try:
+                yield work
+            finally:
+                work.destroy_temporaries()
+
+    def close(self) -> None:
+        self.cache.clear()
+        self.pool.close()
+
+    # -- roots (each call takes its own session) --------------------------------
+
+    def list_roots(self) -> list[RootKeyInfo]:
+        with self.work() as work:
+            return work.list_roots()
+
+    def ensure_roots(self) -> list[str]:
+        """Create version 1 of every root that has none yet; return what was made."""
+        with self.work() as work:
+            present = {info.kind for info in work.list_roots()}
+            made = []
+            for kind in RootKind:
+                if kind not in present:
+                    made.append(work.create_root(kind, 1))
+            return made
+
+    def rotate_root(self, kind: RootKind) -> str:
+        with self.work() as work:
+            versions = [i.version for i in work.list_roots() if i.kind == kind]
+            return work.create_root(kind, max(versions, default=0) + 1)
+
+    def current_label(self, kind: RootKind) -> str:
+        with self.work() as work:
+            return work.current_root(kind).label
+
+    def ping(self) -> None:
+        """A real operation on the token: HMAC under the current pepper key."""
+        with self.work() as work:
+            work.mac(RootKind.PEPPER, b"coffre-health")
+
+
+class Work:
+    """One pooled session lent to one thread for a unit of work."""
+
+    def __init__(self, keystore: Keystore, session: Any) -> None:
+        self.keystore = keystore
+        self.session = session
+        self._temporaries: list[Any] = []
+
+    @property
+    def generation(self) -> int:
+        return self.keystore.pool.generation
+
+    def _temp(self, obj: Any) -> Any:
+        self._temporaries.append(obj)
+        return obj
+
+    def keep(self, obj: Any) -> Any:
+        """Stop treating ``obj`` as temporary (the caller caches it)."""
+        self._temporaries = [o for o in self._temporaries if o is not obj]
+        return obj
+
+    def destroy_temporaries(self) -> None:
+        while self._temporaries:
+            obj = self._temporaries.pop()
+            try:
+                obj.destroy()
+            except (p11.PKCS11Error, RuntimeError):
+                pass
+
+    # -- roots ------------------------------------------------------------------
+
+    def list_roots(self) -> list[RootKeyInfo]:
+        found = []
+        for obj in self.session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY}):
+            try:
+                label = obj[Attribute.LABEL]
+            except p11.PKCS11Error:
+                continue
+            parsed = parse_label(label) if isinstance(label, str) else None
+            if parsed is not None:
+                found.append(RootKeyInfo(label=label, kind=parsed[0], version=parsed[1]))
+        return sorted(found, key=lambda i: (i.kind.value, i.version))
+
+    def create_root(self, kind: RootKind, version: int) -> str:
+        """Create a root key version; if another process created the same label at
+        the same moment, every process keeps the copy with the lowest CKA_ID and
+        the others are destroyed, so all nodes converge on one key."""
+        label = label_for(kind, version)
+        key_id = os.urandom(16)
+        if kind is RootKind.KEK:
+            key_type, bits, mechanism = KeyType.AES, 256, Mechanism.AES_KEY_GEN
+            template = templates.root_aes_kek(label)
+        else:
+            key_type, bits, mechanism = KeyType.GENERIC_SECRET, 256, Mechanism.GENERIC_SECRET_KEY_GEN
+            template = templates.root_hmac(label)
+        self.session.generate_key(
+            key_type, bits, id=key_id, label=label, store=True, capabilities=0, mechanism=mechanism, template=template
+        )
+        copies = self._copies(label)
+        for extra in copies[1:]:
+            try:
+                extra.destroy()
+            except p11.PKCS11Error:
+                pass  # the other process destroyed it first
+        return label
+
+    def _copies(self, label: str) -> list[Any]:
+        """Token objects carrying ``label``, lowest CKA_ID first."""
+        objs = list(self.session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: label}))
+        return sorted(objs, key=lambda o: bytes(o[Attribute.ID] or b""))
+
+    def root(self, label: str) -> Any:
+        keystore = self.keystore
+        cached = keystore._roots.get(label)
+        if cached is not None:
+            return cached
+        parsed = parse_label(label)
+        if parsed is None:
+            raise KeyNotFound(f"not a root key label: {label}")
+        key_type = KeyType.AES if parsed[0] is RootKind.KEK else KeyType.GENERIC_SECRET
+        try:
+            obj = self.session.get_key(object_class=ObjectClass.SECRET_KEY, key_type=key_type, label=label)
+        except p11.NoSuchKey as exc:
+            raise RootKeyMissing(f"root key {label} is not on the token") from exc
+        except p11.MultipleObjectsReturned:
+            # A concurrent creation not yet cleaned up: the lowest CKA_ID wins everywhere.
+            obj = self._copies(label)[0]
+        with keystore._root_lock:
+            keystore._roots[label] = obj
+        return obj
+
+    def current_root(self, kind: RootKind) -> RootKeyInfo:
+        versions = [i for i in self.list_roots() if i.kind == kind]
+        if not versions:
+            raise RootKeyMissing(f"no {kind.value} root key on the token; run `coffre init`")
+        return versions[-1]
+
+    def current_label(self, kind: RootKind) -> str:
+        """The newest version's label, re-read from the token every ``ROOT_TTL``
+        seconds so that a rotation done elsewhere is picked up without a restart."""
+        keystore = self.keystore
+        cached = keystore._current.get(kind)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now and keystore._roots_generation == self.generation:
+            return cached[0]
+        label = self.current_root(kind).label
+        keystore._current[kind] = (label, now + ROOT_TTL)
+        return label
+
+    def refresh_roots(self) -> None:
+        """Forget looked-up roots (after a rotation done by another process)."""
+        with self.keystore._root_lock:
+            self.keystore._roots = {}
+            self.keystore._current = {}
+
+    # -- MACs -------------------------------------------------------------------
+
+    def mac(self, kind: RootKind, data: bytes, label: str | None = None) -> tuple[str, bytes]:
+        """HMAC-SHA256 under a root MAC key (the newest version unless ``label``)."""
+        if kind is RootKind.KEK:
+            raise ValueError("the KEK does not MAC")
+        if label is not None and (parse_label(label) or (None,))[0] is not kind:
+            raise RootKeyMissing(f"{label} is not a {kind.value} key")
+        label = label or self.current_label(kind)
+        key = self.root(label)
+        return label, bytes(key.sign(data, mechanism=Mechanism.SHA256_HMAC))
+
+    # -- sealing under the KEK (outer layer of everything kept at rest) ----------
+
+    def seal(self, plaintext: bytes, context: bytes) -> bytes:
+        label = self.current_label(RootKind.KEK)
+        return self._gcm_encrypt(self.root(label), label, plaintext, context)
+
+    def unseal(self, blob: bytes, context: bytes) -> bytes:
+        envelope = Envelope.decode(blob)
+        parsed = parse_label(envelope.key_ref)
+        if envelope.algorithm is not Algorithm.AES_256_GCM or parsed is None or parsed[0] is not RootKind.KEK:
+            raise DecryptionFailed()
+        try:
+            key = self.root(envelope.key_ref)
+        except KeyNotFound as exc:
+            raise DecryptionFailed() from exc
+        return self._gcm_decrypt(key, envelope, context)
+
+    def reseal(self, blob: bytes, context: bytes) -> bytes:
+        """Re-encrypt under the newest KEK; needs no user secret (KEK rotation)."""
+        return self.seal(self.unseal(blob, context), context)
+
+    @staticmethod
+    def sealed_under(blob: bytes) -> str:
+        return Envelope.decode(blob).key_ref
+
+    # -- AES-GCM with a key in the token ----------------------------------------
+
+    @staticmethod
+    def _gcm_encrypt(key: Any, key_ref: str, plaintext: bytes, context: bytes) -> bytes:
+        nonce = _nonce()
+        header = Envelope(Algorithm.AES_256_GCM, key_ref, nonce, b"").header()
+        body = key.encrypt(
+            plaintext,
+            mechanism=Mechanism.AES_GCM,
+            mechanism_param=GCMParams(nonce, header + context, GCM_TAG_BITS),
+        )
+        return header + bytes(body)
+
+    @staticmethod
+    def _gcm_decrypt(key: Any, envelope: Envelope, context: bytes) -> bytes:
+        if len(envelope.params) != GCM_NONCE_BYTES or len(envelope.body) < GCM_TAG_BITS // 8:
+            raise DecryptionFailed()
+        try:
+            return bytes(
+                key.decrypt(
+                    envelope.body,
+                    mechanism=Mechanism.AES_GCM,
+                    mechanism_param=GCMParams(envelope.params, envelope.header() + context, GCM_TAG_BITS),
+                )
+            )
+        except _OPEN_FAILURES as exc:
+            raise DecryptionFailed() from exc
+
+    def encrypt_field(self, data_key: Any, plaintext: bytes, context: bytes) -> bytes:
+        return self._gcm_encrypt(data_key, "data", plaintext, context)
+
+    def decrypt_field(self, data_key: Any, blob: bytes, context: bytes) -> bytes:
+        envelope = Envelope.decode(blob)
+        if envelope.algorithm is not Algorithm.AES_256_GCM:
+            raise DecryptionFailed()
+        return self._gcm_decrypt(data_key, envelope, context)
+
+    # -- caller-held wrapping keys (PIN-derived, session-derived) ---------------
+
+    def _import_wrapping_key(self, value: bytes) -> Any:
+        if len(value) != 32:
+            raise ValueError("wrapping keys are 256-bit")
+        return self._temp(self.session.create_object(templates.caller_wrapping_key(value)))
+
+    def _wrap_private(self, wrapping: Any, private_key: Any, key_ref: str) -> bytes:
+        body = wrapping.wrap_key(private_key, mechanism=Mechanism.AES_KEY_WRAP_PAD)
+        return Envelope(Algorithm.AES_KEY_WRAP_PAD, key_ref, b"", bytes(body)).encode()
+
+    def _unwrap_private(self, wrapping: Any, blob: bytes, extractable: bool) -> Any:
+        envelope = Envelope.decode(blob)
+        if envelope.algorithm is not Algorithm.AES_KEY_WRAP_PAD:
+            raise DecryptionFailed()
+        try:
+            return wrapping.unwrap_key(
+                ObjectClass.PRIVATE_KEY,
+                KeyType.RSA,
+                envelope.body,
+                mechanism=Mechanism.AES_KEY_WRAP_PAD,
+                capabilities=0,
+                template=templates.user_private_key(extractable),
+            )
+        except _OPEN_FAILURES as exc:
+            raise DecryptionFailed() from exc
+
+    # -- user key pairs ---------------------------------------------------------
+
+    def generate_user_keypair(self, bits: int, inner_key: bytes, context: bytes) -> tuple[bytes, bytes]:
+        """Generate an RSA key pair in the token.
+
+        Returns the public key (PKCS#1 DER) and the private key wrapped twice:
+        AES-KWP under ``inner_key`` (derived from the user's PIN), then sealed
+        under the KEK with ``context`` as associated data.
+        """
+        public, private = self.session.generate_keypair(
+            KeyType.RSA,
+            bits,
+            store=False,
+            capabilities=0,
+            mechanism=Mechanism.RSA_PKCS_KEY_PAIR_GEN,
+            public_template=templates.user_public_key(bits),
+            private_template=templates.user_private_key(extractable=True),
+        )
+        self._temp(public)
+        self._temp(private)
+        der = bytes(encode_rsa_public_key(public))
+        inner = self._wrap_private(self._import_wrapping_key(inner_key), private, PIN_KEY_REF)
+        return der, self.seal(inner, context)
+
+    def rewrap_private_key(
+        self,
+        blob: bytes,
+        context: bytes,
+        old_inner_key: bytes,
+        new_inner_key: bytes,
+        new_context: bytes,
+        new_key_ref: str,
+    ) -> bytes:
+        """Open the private key with one caller key and wrap it under another,
+        without its value leaving the token. Raises ``DecryptionFailed`` when
+        ``old_inner_key`` is wrong (e.g. a wrong PIN)."""
+        inner = self.unseal(blob, context)
+        private = self._temp(self._unwrap_private(self._import_wrapping_key(old_inner_key), inner, True))
+        rewrapped = self._wrap_private(self._import_wrapping_key(new_inner_key), private, new_key_ref)
+        return self.seal(rewrapped, new_context)
+
+    def open_private_key(self, blob: bytes, context: bytes, inner_key: bytes) -> Any:
+        """Unwrap a private key into the token for use (not extractable)."""
+        inner = self.unseal(blob, context)
+        return self._temp(self._unwrap_private(self._import_wrapping_key(inner_key), inner, False))
+
+    # -- data keys (vault keys) -------------------------------------------------
+
+    def new_data_key(self) -> Any:
+        return self._temp(
+            self.session.generate_key(
+                KeyType.AES,
+                256,
+                store=False,
+                capabilities=0,
+                mechanism=Mechanism.AES_KEY_GEN,
+                template=templates.data_key(),
+            )
+        )
+
+    def wrap_for_public_key(self, data_key: Any, public_der: bytes) -> bytes:
+        """Wrap a data key to a member's RSA public key with RSA-OAEP."""
+        attrs = decode_rsa_public_key(public_der)
+        public = self._temp(
+            self.session.create_object(
+                templates.imported_public_key(attrs[Attribute.MODULUS], attrs[Attribute.PUBLIC_EXPONENT])
+            )
+        )
+        algorithm = self.oaep_algorithm()
+        hash_mech, mgf = _OAEP[algorithm]
+        body = public.wrap_key(data_key, mechanism=Mechanism.RSA_PKCS_OAEP, mechanism_param=(hash_mech, mgf, None))
+        return Envelope(algorithm, MEMBER_KEY_REF, b"", bytes(body)).encode()
+
+    def unwrap_with_private_key(self, private_key: Any, blob: bytes) -> Any:
+        envelope = Envelope.decode(blob)
+        if envelope.algorithm not in _OAEP:
+            raise DecryptionFailed()
+        hash_mech, mgf = _OAEP[envelope.algorithm]
+        try:
+            return self._temp(
+                private_key.unwrap_key(
+                    ObjectClass.SECRET_KEY,
+                    KeyType.AES,
+                    envelope.body,
+                    mechanism=Mechanism.RSA_PKCS_OAEP,
+                    mechanism_param=(hash_mech, mgf, None),
+                    capabilities=0,
+                    template=templates.data_key(),
+                )
+            )
+        except _OPEN_FAILURES as exc:
+            raise DecryptionFailed() from exc
+
+    def oaep_algorithm(self) -> Algorithm:
+        """SHA-256 OAEP where the token does it, else SHA-1 (SoftHSM 2.6)."""
+        return _oaep_choice(self.keystore, self.session)
+
+    # -- introspection for tests and `coffre status` ----------------------------
+
+    def object_attribute(self, obj: Any, attribute: Attribute) -> Any:
+        return obj[attribute]
+
+
+_oaep_lock = threading.Lock()
+_oaep_cache: dict[str, Algorithm] = {}
+
+
+def _oaep_choice(keystore: Keystore, session: Any) -> Algorithm:
+    """Probe once per module whether RSA-OAEP with SHA-256 works; remember it."""
+    module = keystore.config.module
+    with _oaep_lock:
+        if module in _oaep_cache:
+            return _oaep_cache[module]
+    choice = Algorithm.RSA_OAEP_SHA1
+    public = private = secret = None
+    try:
+        public, private = session.generate_keypair(
+            KeyType.RSA,
+            2048,
+            store=False,
+            capabilities=0,
+            mechanism=Mechanism.RSA_PKCS_KEY_PAIR_GEN,
+            public_template=templates.user_public_key(2048),
+            private_template=templates.user_private_key(extractable=False),
+        )
+        secret = session.generate_key(
+            KeyType.AES,
+            256,
+            store=False,
+            capabilities=0,
+            mechanism=Mechanism.AES_KEY_GEN,
+            template=templates.data_key(),
+        )
+        param = (Mechanism.SHA256, MGF.SHA256, None)
+        wrapped = public.wrap_key(secret, mechanism=Mechanism.RSA_PKCS_OAEP, mechanism_param=param)
+        private.unwrap_key(
+            ObjectClass.SECRET_KEY,
+            KeyType.AES,
+            wrapped,
+            mechanism=Mechanism.RSA_PKCS_OAEP,
+            mechanism_param=param,
+            capabilities=0,
+            template=templates.data_key(),
+        ).destroy()
+        choice = Algorithm.RSA_OAEP_SHA256
+    except (p11.MechanismInvalid, p11.MechanismParamInvalid, p11.FunctionNotSupported, p11.ArgumentsBad):
+        # The token does not do OAEP with SHA-256 (SoftHSM 2.6 answers ArgumentsBad).
+        # Any other error is not an answer to the question: raise, cache nothing.
+        choice = Algorithm.RSA_OAEP_SHA1
+    finally:
+        for obj in (public, private, secret):
+            if obj is not None:
+                try:
+                    obj.destroy()
+                except p11.PKCS11Error:
+                    pass
+    with _oaep_lock:
+        _oaep_cache[module] = choice
+    return choice

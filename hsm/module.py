@@ -1,0 +1,134 @@
+"""Loading a PKCS#11 module with OS locking, once per process.
+
+python-pkcs11 calls ``C_Initialize(NULL)``: the module is then told the
+application is single-threaded, and SoftHSM 2.6 runs without any mutex. Two
+threads on two sessions corrupt its heap and crash the process (measured; see
+``tests/hsm/test_thread_stress.py``). We therefore call ``C_Initialize`` ourselves
+through ctypes with ``CKF_OS_LOCKING_OK`` before python-pkcs11 sees the module,
+and give python-pkcs11 a ``lib`` whose ``initialize`` does not initialize again.
+
+A forked child inherits the parent's module state, which PKCS#11 says is unusable
+in the child: the child finalizes and initializes again (``ensure_loaded`` keys
+everything on the process id).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from dataclasses import dataclass
+
+import pkcs11
+from pkcs11._pkcs11 import lib as _Pkcs11Lib
+
+from hsm.errors import ModuleLoadError
+
+CKR_OK = 0x0
+CKR_CRYPTOKI_ALREADY_INITIALIZED = 0x191
+CKF_OS_LOCKING_OK = 0x2
+
+
+class _InitArgs(ctypes.Structure):
+    _fields_ = [
+        ("CreateMutex", ctypes.c_void_p),
+        ("DestroyMutex", ctypes.c_void_p),
+        ("LockMutex", ctypes.c_void_p),
+        ("UnlockMutex", ctypes.c_void_p),
+        ("flags", ctypes.c_ulong),
+        ("pReserved", ctypes.c_void_p),
+    ]
+
+
+_CK_RV = ctypes.c_ulong
+_InitializeFn = ctypes.CFUNCTYPE(_CK_RV, ctypes.c_void_p)
+_FinalizeFn = ctypes.CFUNCTYPE(_CK_RV, ctypes.c_void_p)
+
+
+class _FunctionListHead(ctypes.Structure):
+    """The first members of CK_FUNCTION_LIST; the rest is not needed here."""
+
+    _fields_ = [
+        ("major", ctypes.c_ubyte),
+        ("minor", ctypes.c_ubyte),
+        ("C_Initialize", _InitializeFn),
+        ("C_Finalize", _FinalizeFn),
+    ]
+
+
+class _PreinitializedLib(_Pkcs11Lib):  # type: ignore[misc]
+    """python-pkcs11's lib for a module we already initialized with OS locking."""
+
+    def initialize(self) -> None:
+        return None
+
+
+@dataclass
+class LoadedModule:
+    path: str
+    pid: int
+    lib: _Pkcs11Lib
+    functions: _FunctionListHead
+    cdll: ctypes.CDLL
+
+    def finalize(self) -> None:
+        self.functions.C_Finalize(None)
+
+
+_lock = threading.Lock()
+_loaded: dict[str, LoadedModule] = {}
+
+
+def _c_initialize(path: str) -> tuple[ctypes.CDLL, _FunctionListHead]:
+    try:
+        cdll = ctypes.CDLL(path)
+    except OSError as exc:
+        raise ModuleLoadError(f"cannot load PKCS#11 module {path}: {exc}") from exc
+    try:
+        get_function_list = cdll.C_GetFunctionList
+    except AttributeError as exc:
+        raise ModuleLoadError(f"{path} is not a PKCS#11 module (no C_GetFunctionList)") from exc
+    get_function_list.restype = _CK_RV
+    get_function_list.argtypes = [ctypes.POINTER(ctypes.POINTER(_FunctionListHead))]
+    table = ctypes.POINTER(_FunctionListHead)()
+    rv = get_function_list(ctypes.byref(table))
+    if rv != CKR_OK or not table:
+        raise ModuleLoadError(f"C_GetFunctionList failed on {path} (0x{rv:x})")
+    functions = table.contents
+    args = _InitArgs(None, None, None, None, CKF_OS_LOCKING_OK, None)
+    rv = functions.C_Initialize(ctypes.addressof(args))
+    if rv == CKR_CRYPTOKI_ALREADY_INITIALIZED:
+        # Inherited from a parent process through fork: start over in this one.
+        functions.C_Finalize(None)
+        rv = functions.C_Initialize(ctypes.addressof(args))
+    if rv != CKR_OK:
+        raise ModuleLoadError(f"C_Initialize with OS locking failed on {path} (0x{rv:x})")
+    return cdll, functions
+
+
+def ensure_loaded(path: str) -> LoadedModule:
+    """Return this process's loaded module for ``path``, initializing it if needed."""
+    pid = os.getpid()
+    with _lock:
+        current = _loaded.get(path)
+        if current is not None and current.pid == pid:
+            return current
+        if not os.path.exists(path):
+            raise ModuleLoadError(f"PKCS#11 module not found: {path}")
+        cdll, functions = _c_initialize(path)
+        try:
+            lib = _PreinitializedLib(path)
+        except pkcs11.PKCS11Error as exc:
+            functions.C_Finalize(None)
+            raise ModuleLoadError(f"python-pkcs11 could not open {path}: {exc!r}") from exc
+        loaded = LoadedModule(path=path, pid=pid, lib=lib, functions=functions, cdll=cdll)
+        _loaded[path] = loaded
+        return loaded
+
+
+def unload(path: str) -> None:
+    """Finalize the module in this process (the next ``ensure_loaded`` starts over)."""
+    with _lock:
+        current = _loaded.pop(path, None)
+        if current is not None and current.pid == os.getpid():
+            current.finalize()

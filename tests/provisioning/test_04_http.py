@@ -1,0 +1,104 @@
+"""HTTP behaviour of the converged Apache: redirect, headers, methods, limits."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+
+import pytest
+
+from tests.provisioning.conftest import Converge
+from tests.provisioning.support import HTTP_PORT, HTTPS_PORT, LAB_CA, SERVER_NAME
+
+HSTS = "max-age=63072000; includeSubDomains"
+
+
+def _tls() -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(LAB_CA))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def _https(method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None):
+    conn = http.client.HTTPSConnection("127.0.0.1", HTTPS_PORT, context=_tls(), timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp, data
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "HEAD"])
+def test_http_redirects_permanently_to_https(converged: Converge, method: str) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", HTTP_PORT, timeout=30)
+    try:
+        conn.request(method, "/api/v1/items/x?q=1", headers={"Host": SERVER_NAME})
+        resp = conn.getresponse()
+        resp.read()
+    finally:
+        conn.close()
+    assert resp.status in (301, 308)
+    assert resp.getheader("Location") == f"https://{SERVER_NAME}:{HTTPS_PORT}/api/v1/items/x?q=1"
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/no/such/page", "/api/v1/vaults"])
+def test_security_headers_on_every_response(converged: Converge, path: str) -> None:
+    resp, _ = _https("GET", path)
+    headers = resp.msg
+    assert headers.get_all("Strict-Transport-Security") == [HSTS]
+    csp = headers.get_all("Content-Security-Policy")
+    assert csp and len(csp) == 1, csp
+    for directive in ("default-src 'self'", "object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'"):
+        assert directive in csp[0], directive
+    assert headers.get_all("X-Content-Type-Options") == ["nosniff"]
+    assert headers.get_all("Referrer-Policy") == ["no-referrer"]
+    assert headers.get_all("Cross-Origin-Opener-Policy") == ["same-origin"]
+    assert headers.get_all("X-Frame-Options") == ["DENY"]
+
+
+def test_health_through_apache(converged: Converge) -> None:
+    resp, body = _https("GET", "/healthz")
+    assert resp.status == 200, body
+
+
+def test_api_responses_are_not_cached(converged: Converge) -> None:
+    resp, _ = _https("GET", "/api/v1/vaults")
+    assert resp.status in (401, 403), resp.status
+    assert resp.msg.get_all("Cache-Control") == ["no-store"]
+
+
+def test_server_header_has_no_version(converged: Converge) -> None:
+    resp, body = _https("GET", "/no/such/page")
+    assert resp.getheader("Server") == "Apache"
+    assert b"Apache/" not in body
+
+
+def test_trace_is_refused(converged: Converge) -> None:
+    resp, _ = _https("TRACE", "/")
+    assert resp.status == 405
+
+
+def test_oversized_header_is_refused(converged: Converge) -> None:
+    resp, _ = _https("GET", "/healthz", headers={"X-Padding": "a" * 10000})
+    assert 400 <= resp.status < 500, resp.status
+
+
+def test_too_many_headers_are_refused(converged: Converge) -> None:
+    resp, _ = _https("GET", "/healthz", headers={f"X-H{i}": "x" for i in range(120)})
+    assert 400 <= resp.status < 500, resp.status
+
+
+def test_large_body_refused_outside_upload_paths(converged: Converge) -> None:
+    body = b"{" + b" " * (2 * 1024 * 1024) + b"}"
+    resp, _ = _https("POST", "/api/v1/auth/login", headers={"Content-Type": "application/json"}, body=body)
+    assert resp.status == 413, resp.status
+
+
+def test_plain_http_on_https_port_is_not_served(converged: Converge) -> None:
+    with socket.create_connection(("127.0.0.1", HTTPS_PORT), timeout=10) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        data = s.recv(4096)
+    assert b'{"status"' not in data

@@ -1,0 +1,58 @@
+"""The Litestar application: JSON API under /api/v1, /healthz, OpenAPI at /schema."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from appliance.core import Appliance
+from web.controllers.auth import AuthController
+from web.controllers.health import healthz
+from web.controllers.items import ItemsController
+from web.controllers.users import UsersController
+from web.controllers.vaults import VaultsController
+from web.deps import appliance as appliance_dep
+from web.errors import HANDLERS
+
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+async def _security_headers(message: Any, scope: Any) -> None:
+    if message["type"] == "http.response.start":
+        headers = message.setdefault("headers", [])
+        present = {k.lower() for k, _ in headers}
+        for name, value in SECURITY_HEADERS.items():
+            if name.lower().encode() not in present:
+                headers.append((name.lower().encode(), value.encode()))
+
+
+def create_app(appliance: Appliance) -> Litestar:
+    app = Litestar(
+        route_handlers=[healthz, AuthController, UsersController, VaultsController, ItemsController],
+        dependencies={"appliance": Provide(appliance_dep, sync_to_thread=False)},
+        exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        state=State(
+            {
+                "appliance": appliance,
+                "work_gate": threading.BoundedSemaphore(appliance.settings.server.concurrent_operations),
+            }
+        ),
+        request_max_body_size=appliance.settings.server.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="Coffre", version="1.0.0", path="/schema"),
+        before_send=[_security_headers],
+        on_shutdown=[appliance.close],
+        logging_config=None,
+        debug=False,
+    )
+    logging.getLogger("coffre").setLevel(logging.INFO)
+    return app

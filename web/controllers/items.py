@@ -1,0 +1,100 @@
+"""Items (credentials) in vaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, delete, get, post, put
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from appliance.core import Appliance
+from appliance.items import ItemSummary, ItemView
+from web import schemas
+from web.deps import iso, principal, serialized, strict_body
+
+
+def _item(item: ItemView) -> schemas.ItemOut:
+    f = item.fields
+    return schemas.ItemOut(
+        id=item.id,
+        vault_id=item.vault_id,
+        version=item.version,
+        title=f.title,
+        username=f.username,
+        password=f.password,
+        url=f.url,
+        notes=f.notes,
+        created_at=iso(item.created_at),
+        updated_at=iso(item.updated_at),
+    )
+
+
+def _summary(s: ItemSummary) -> schemas.ItemSummaryOut:
+    return schemas.ItemSummaryOut(
+        id=s.id,
+        vault_id=s.vault_id,
+        version=s.version,
+        title=s.title,
+        username=s.username,
+        url=s.url,
+        updated_at=iso(s.updated_at),
+    )
+
+
+class ItemsController(Controller):
+    path = "/api/v1"
+    tags = ["items"]
+
+    @post("/vaults/{vault_id:str}/items", status_code=HTTP_201_CREATED, operation_id="createItem", sync_to_thread=True)
+    def create(
+        self,
+        appliance: NamedDependency[Appliance],
+        request: Request[Any, Any, State],
+        vault_id: FromPath[str],
+        data: JSONBody[schemas.ItemIn],
+    ) -> schemas.ItemOut:
+        with serialized(request):
+            caller = principal(request)
+            return _item(appliance.items.create(caller, vault_id, msgspec.structs.asdict(data)))
+
+    @get("/vaults/{vault_id:str}/items", operation_id="listItems", sync_to_thread=True)
+    def list_items(
+        self, appliance: NamedDependency[Appliance], request: Request[Any, Any, State], vault_id: FromPath[str]
+    ) -> list[schemas.ItemSummaryOut]:
+        with serialized(request):
+            caller = principal(request)
+            return [_summary(s) for s in appliance.items.list_items(caller, vault_id)]
+
+    @get("/items/{item_id:str}", operation_id="getItem", sync_to_thread=True)
+    def get_item(
+        self, appliance: NamedDependency[Appliance], request: Request[Any, Any, State], item_id: FromPath[str]
+    ) -> schemas.ItemOut:
+        with serialized(request):
+            caller = principal(request)
+            return _item(appliance.items.get(caller, item_id))
+
+    @put("/items/{item_id:str}", status_code=HTTP_200_OK, operation_id="updateItem", sync_to_thread=True)
+    def update(
+        self,
+        appliance: NamedDependency[Appliance],
+        request: Request[Any, Any, State],
+        item_id: FromPath[str],
+        data: JSONBody[schemas.ItemUpdateIn],
+    ) -> schemas.ItemOut:
+        with serialized(request):
+            caller = principal(request)
+            values = msgspec.structs.asdict(strict_body(request, schemas.ItemUpdateIn))
+            version = values.pop("version")
+            return _item(appliance.items.update(caller, item_id, values, version))
+
+    @delete("/items/{item_id:str}", status_code=HTTP_204_NO_CONTENT, operation_id="deleteItem", sync_to_thread=True)
+    def delete_item(
+        self, appliance: NamedDependency[Appliance], request: Request[Any, Any, State], item_id: FromPath[str]
+    ) -> None:
+        with serialized(request):
+            caller = principal(request)
+            appliance.items.delete(caller, item_id)

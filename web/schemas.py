@@ -1,0 +1,156 @@
+"""Wire types. Explicit msgspec Structs, never ORM rows, so a secret column can
+never reach a response by accident. Unknown fields are refused."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class In(msgspec.Struct, forbid_unknown_fields=True):
+    """Request bodies: unknown fields and NUL characters are refused (400)."""
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if isinstance(value, str) and "\x00" in value:
+                raise ValueError(f"{name} must not contain NUL characters")
+
+
+class EnrollIn(In):
+    token: str
+    password: str
+    pin: str
+
+
+class UserRef(msgspec.Struct):
+    id: str
+    email: str
+
+
+class LoginIn(In):
+    email: str
+    password: str
+
+
+class LoginOut(msgspec.Struct):
+    login_ticket: str
+
+
+class UnlockIn(In):
+    login_ticket: str
+    pin: str
+
+
+class UnlockOut(msgspec.Struct):
+    token: str
+    expires_at: str
+
+
+class MeOut(msgspec.Struct):
+    id: str
+    email: str
+    is_admin: bool
+
+
+class PasswordChangeIn(In):
+    current_password: str
+    new_password: str
+
+
+class PasswordResetIn(In):
+    token: str
+    new_password: str
+
+
+class UserCreateIn(In):
+    email: str
+    is_admin: bool = False
+
+
+class UserCreateOut(msgspec.Struct):
+    id: str
+    email: str
+    is_admin: bool
+    enrollment_token: str
+
+
+class UserOut(msgspec.Struct):
+    id: str
+    email: str
+    is_admin: bool
+    status: str
+    locked: bool
+
+
+class ResetOut(msgspec.Struct):
+    reset_token: str
+
+
+class VaultIn(In):
+    name: str
+
+
+class VaultOut(msgspec.Struct):
+    id: str
+    name: str
+    role: str
+
+
+class MemberIn(In):
+    email: str
+    role: str
+
+
+class MemberPatch(In):
+    role: str
+
+
+class MemberOut(msgspec.Struct):
+    vault_id: str
+    user_id: str
+    email: str
+    role: str
+
+
+class ItemIn(In):
+    title: str
+    username: str | None = None
+    password: str | None = None
+    url: str | None = None
+    notes: str | None = None
+
+
+class ItemUpdateIn(In):
+    title: str
+    version: int
+    username: str | None = None
+    password: str | None = None
+    url: str | None = None
+    notes: str | None = None
+
+
+class ItemOut(msgspec.Struct):
+    id: str
+    vault_id: str
+    version: int
+    title: str
+    username: str | None
+    password: str | None
+    url: str | None
+    notes: str | None
+    created_at: str
+    updated_at: str
+
+
+class ItemSummaryOut(msgspec.Struct):
+    id: str
+    vault_id: str
+    version: int
+    title: str
+    username: str | None
+    url: str | None
+    updated_at: str
+
+
+class HealthOut(msgspec.Struct):
+    status: str
