@@ -35,6 +35,7 @@ from hsm.pool import SessionPool
 GCM_NONCE_BYTES = 12
 # How long the newest root label is trusted before the token is asked again.
 ROOT_TTL = 30.0
+_LIST_ATTEMPTS = 3  # root listings restarted when a token object vanishes mid-search
 GCM_TAG_BITS = 128
 
 # Failures of an unwrap/decrypt that must read as one opaque error. SoftHSM
@@ -246,12 +247,22 @@ class Work:
     # -- roots ------------------------------------------------------------------
 
     def list_roots(self) -> list[RootKeyInfo]:
-        found = []
-        for obj in self.session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY}):
+        """Root keys on the token. Only token objects are searched: a search also
+        returns other sessions' session objects, which may be destroyed between
+        the find and the attribute read. A token object destroyed in that window
+        (a concurrent de-duplication in ``create_root``) restarts the listing."""
+        for attempt in range(_LIST_ATTEMPTS):
             try:
-                label = obj[Attribute.LABEL]
-            except p11.PKCS11Error:
-                continue
+                return self._list_roots_once()
+            except p11.ObjectHandleInvalid:
+                if attempt == _LIST_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _list_roots_once(self) -> list[RootKeyInfo]:
+        found = []
+        for obj in self.session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.TOKEN: True}):
+            label = obj[Attribute.LABEL]
             parsed = parse_label(label) if isinstance(label, str) else None
             if parsed is not None:
                 found.append(RootKeyInfo(label=label, kind=parsed[0], version=parsed[1]))
@@ -282,7 +293,8 @@ class Work:
 
     def _copies(self, label: str) -> list[Any]:
         """Token objects carrying ``label``, lowest CKA_ID first."""
-        objs = list(self.session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: label}))
+        search = {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.TOKEN: True, Attribute.LABEL: label}
+        objs = list(self.session.get_objects(search))
         return sorted(objs, key=lambda o: bytes(o[Attribute.ID] or b""))
 
     def root(self, label: str) -> Any:

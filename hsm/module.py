@@ -70,6 +70,7 @@ class LoadedModule:
     lib: _Pkcs11Lib
     functions: _FunctionListHead
     cdll: ctypes.CDLL
+    users: int = 0
 
     def finalize(self) -> None:
         self.functions.C_Finalize(None)
@@ -107,7 +108,8 @@ def _c_initialize(path: str) -> tuple[ctypes.CDLL, _FunctionListHead]:
 
 
 def ensure_loaded(path: str) -> LoadedModule:
-    """Return this process's loaded module for ``path``, initializing it if needed."""
+    """Return this process's loaded module for ``path``, initializing it if needed
+    (a caller that never lets it go; pools use ``acquire``/``release``)."""
     pid = os.getpid()
     with _lock:
         current = _loaded.get(path)
@@ -126,8 +128,31 @@ def ensure_loaded(path: str) -> LoadedModule:
         return loaded
 
 
+def acquire(path: str) -> LoadedModule:
+    """``ensure_loaded`` for a user that will ``release`` it: the module is
+    finalized only when its last user in this process lets it go, so one session
+    pool starting over never pulls the module from under another."""
+    loaded = ensure_loaded(path)
+    with _lock:
+        loaded.users += 1
+    return loaded
+
+
+def release(loaded: LoadedModule) -> None:
+    """Let go of an ``acquire``d module; the last user finalizes it."""
+    with _lock:
+        if loaded.pid != os.getpid():
+            return  # the parent's module: nothing to finalize in this process
+        loaded.users -= 1
+        if loaded.users > 0:
+            return
+        if _loaded.get(loaded.path) is loaded:
+            del _loaded[loaded.path]
+        loaded.finalize()
+
+
 def unload(path: str) -> None:
-    """Finalize the module in this process (the next ``ensure_loaded`` starts over)."""
+    """Finalize the module in this process whoever uses it (token set-up only)."""
     with _lock:
         current = _loaded.pop(path, None)
         if current is not None and current.pid == os.getpid():

@@ -7,16 +7,21 @@
   (never a hang).
 - Everything is keyed on the process id: a forked child builds its own module
   state, anchor and sessions instead of using the parent's.
-- A device-level failure resets the pool (sessions closed, module finalized) so
-  the next call starts from scratch once the token is back; ``generation``
-  changes so that holders of session-object handles know to drop them.
+- A device-level failure resets the pool so that the next call starts from
+  scratch once the token is back; ``generation`` changes so that holders of
+  session-object handles know to drop them. A reset never pulls the module from
+  under a thread still inside a PKCS#11 call: it *drains* (no session is lent
+  until every lent one is back), then closes the anchor and lets go of the module
+  (finalized when its last pool in the process lets go), and only then does the
+  next caller start over. A failure seen on a session of an older generation does
+  not reset the newer one.
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -69,114 +74,156 @@ def translate(exc: Exception) -> HsmError:
 class SessionPool:
     def __init__(self, config: HsmConfig) -> None:
         self.config = config
-        self._lock = threading.Lock()
-        self._pid: int | None = None
+        self.generation = 0
+        self._fresh_state(os.getpid())
+
+    def _fresh_state(self, pid: int) -> None:
+        """Empty state owned by process ``pid`` (a forked child drops the parent's
+        handles, lent-session count and lock, which may have been held at fork)."""
+        self._owner = pid
+        self._cond = threading.Condition(threading.Lock())
+        self._slots = threading.BoundedSemaphore(self.config.pool_size)
+        self._module: module_loader.LoadedModule | None = None
         self._token: Any = None
         self._anchor: Any = None
-        self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
-        self._slots: threading.BoundedSemaphore = threading.BoundedSemaphore(config.pool_size)
+        self._idle: list[Any] = []
         self._open_count = 0
-        self.generation = 0
+        self._lent = 0
+        self._draining = False
 
-    # -- set-up -----------------------------------------------------------------
+    def _check_fork(self) -> None:
+        pid = os.getpid()
+        if self._owner != pid:
+            self._fresh_state(pid)
+            self.generation += 1
+
+    # -- set-up (callers hold ``_cond``) ----------------------------------------
 
     def _start(self) -> None:
-        """Load the module and log in, once per process (caller holds ``_lock``)."""
+        """Load the module and log in."""
         if self.config.softhsm_conf:
             os.environ["SOFTHSM2_CONF"] = self.config.softhsm_conf
-        loaded = module_loader.ensure_loaded(self.config.module)
+        loaded = module_loader.acquire(self.config.module)
         try:
             pin = self.config.read_pin()
         except ValueError as exc:
+            module_loader.release(loaded)
             raise WrongTokenPin(str(exc)) from exc
         try:
             token = loaded.lib.get_token(token_label=self.config.token_label)
-            anchor = token.open(rw=True, user_pin=pin)
-        except p11.UserAlreadyLoggedIn:
-            anchor = token.open(rw=True)
+            try:
+                anchor = token.open(rw=True, user_pin=pin)
+            except p11.UserAlreadyLoggedIn:
+                anchor = token.open(rw=True)  # another pool of this process logged in
         except (p11.PKCS11Error, RuntimeError) as exc:
-            module_loader.unload(self.config.module)
+            module_loader.release(loaded)
             raise translate(exc) from exc
+        self._module = loaded
         self._token = token
         self._anchor = anchor
-        self._idle = queue.LifoQueue()
+        self._idle = []
         self._open_count = 0
-        self._pid = os.getpid()
         self.generation += 1
 
-    def _ensure_started(self) -> None:
-        if self._pid == os.getpid():
+    def _wait_until_ready(self, deadline: float) -> None:
+        while self._draining:
+            remaining = deadline - time.monotonic()
+            if (remaining <= 0 or not self._cond.wait(remaining)) and self._draining:
+                raise SessionExhausted("the HSM connection is being reset; try again")
+        if self._token is None:
+            self._start()
+
+    def _finish_drain(self) -> None:
+        if not self._draining or self._lent > 0:
             return
-        with self._lock:
-            if self._pid != os.getpid():
-                if self._pid is not None:
-                    # Forked: the parent's handles and lent-session count mean nothing here.
-                    self._token = None
-                    self._anchor = None
-                    self._slots = threading.BoundedSemaphore(self.config.pool_size)
-                self._start()
+        if self._anchor is not None:
+            self._close_quietly(self._anchor)
+        module, self._module = self._module, None
+        self._anchor = None
+        self._token = None
+        self._draining = False
+        if module is not None:
+            module_loader.release(module)
+        self._cond.notify_all()
+
+    def _invalidate(self, generation: int) -> None:
+        """Start a reset of ``generation`` (no-op if that one is already gone)."""
+        with self._cond:
+            if generation != self.generation or self._token is None:
+                return
+            self.generation += 1
+            self._draining = True
+            while self._idle:
+                self._close_quietly(self._idle.pop())
+                self._open_count -= 1
+            self._finish_drain()
 
     @property
     def token(self) -> Any:
-        self._ensure_started()
-        return self._token
+        self._check_fork()
+        with self._cond:
+            self._wait_until_ready(time.monotonic() + self.config.acquire_timeout)
+            return self._token
 
     # -- use --------------------------------------------------------------------
 
     @contextmanager
     def session(self) -> Iterator[Any]:
         """Lend one logged-in session to the calling thread."""
-        self._ensure_started()
-        if not self._slots.acquire(timeout=self.config.acquire_timeout):
+        self._check_fork()
+        deadline = time.monotonic() + self.config.acquire_timeout
+        slots = self._slots
+        if not slots.acquire(timeout=self.config.acquire_timeout):
             raise SessionExhausted(
                 f"all {self.config.pool_size} HSM sessions stayed busy for {self.config.acquire_timeout:g} s"
             )
-        generation = self.generation
-        session = None
         try:
-            try:
-                session = self._idle.get_nowait()
-            except queue.Empty:
+            with self._cond:
+                self._wait_until_ready(deadline)
+                generation = self.generation
+                token = self._token
+                session = self._idle.pop() if self._idle else None
+                self._lent += 1
+        except BaseException:
+            slots.release()
+            raise
+        try:
+            if session is None:
                 try:
-                    session = self._token.open(rw=True)
+                    session = token.open(rw=True)
                 except (p11.PKCS11Error, RuntimeError) as exc:
-                    self.reset()
+                    self._invalidate(generation)
                     raise translate(exc) from exc
-                with self._lock:
+                with self._cond:
                     self._open_count += 1
             try:
                 yield session
             except _DEVICE_ERRORS as exc:
                 # The device, the token or our handles are gone: start over next time.
-                self.reset()
-                session = None
+                self._invalidate(generation)
                 raise DeviceError(f"PKCS#11 device error: {type(exc).__name__}") from exc
             except p11.PKCS11Error as exc:
                 raise OperationFailed(f"the token refused the operation: {type(exc).__name__}") from exc
         finally:
-            if session is not None and generation == self.generation:
-                self._idle.put(session)
-            self._slots.release()
+            self._give_back(session, generation)
+            slots.release()
+
+    def _give_back(self, session: Any, generation: int) -> None:
+        with self._cond:
+            self._lent -= 1
+            if session is not None:
+                if generation == self.generation and not self._draining:
+                    self._idle.append(session)
+                else:
+                    self._close_quietly(session)
+                    self._open_count -= 1
+            self._finish_drain()
 
     def reset(self) -> None:
-        """Drop every session and finalize the module; the next use starts over."""
-        with self._lock:
-            if self._pid != os.getpid():
-                return
-            while True:
-                try:
-                    session = self._idle.get_nowait()
-                except queue.Empty:
-                    break
-                self._close_quietly(session)
-            if self._anchor is not None:
-                self._close_quietly(self._anchor)
-            self._anchor = None
-            self._token = None
-            self._open_count = 0
-            self._pid = None
-            self.generation += 1
-            module_loader.unload(self.config.module)
+        """Drop every session and let go of the module; the next use starts over.
+        Sessions lent at this moment finish their call first (see the module doc)."""
+        self._check_fork()
+        self._invalidate(self.generation)
 
     def close(self) -> None:
         self.reset()

@@ -12,12 +12,14 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import replace
 
 import pytest
 from pkcs11 import Attribute, ObjectClass
 
 from hsm.config import HsmConfig
+from hsm.errors import DeviceError
 from hsm.keystore import Keystore
 from hsm.labels import RootKind
 
@@ -67,6 +69,81 @@ def test_many_threads_share_the_pool_without_corruption(hsm_config: HsmConfig):
     assert keystore.pool.open_sessions <= 4
     assert count_session_objects() == baseline_objects
     # ...and closing the pool closes every session it opened.
+    keystore.close()
+    assert keystore.pool.open_sessions == 0
+
+
+def test_listing_roots_races_session_key_churn(hsm_config: HsmConfig):
+    """Seen in CI: C_FindObjects also returns other sessions' session objects, and
+    one destroyed between the find and the attribute read made the listing fail
+    with ObjectHandleInvalid, which reset the pool under everyone's feet."""
+    keystore = Keystore(replace(hsm_config, pool_size=4, cache_entries=0))
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def churn() -> None:
+        try:
+            while not stop.is_set():
+                with keystore.work() as work:
+                    for _ in range(4):
+                        work.new_data_key()
+        except BaseException as exc:
+            errors.append(exc)
+
+    with keystore.work():
+        generation = keystore.pool.generation  # the pool starts lazily
+    churners = [threading.Thread(target=churn) for _ in range(3)]
+    for t in churners:
+        t.start()
+    try:
+        for _ in range(400):
+            with keystore.work() as work:
+                assert {info.kind for info in work.list_roots()} == set(RootKind)
+    finally:
+        stop.set()
+        for t in churners:
+            t.join(timeout=60)
+    assert errors == []
+    assert keystore.pool.generation == generation, "the pool was reset"
+    keystore.close()
+
+
+def test_a_reset_waits_for_sessions_in_use_and_the_pool_recovers(hsm_config: HsmConfig):
+    """One thread's device error must not finalize the module under threads still
+    inside PKCS#11 calls, nor hand later callers a half-torn-down pool."""
+    keystore = Keystore(replace(hsm_config, pool_size=4, cache_entries=0))
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def worker() -> None:
+        try:
+            start.wait()
+            for i in range(60):
+                with keystore.work() as work:
+                    sealed = work.seal(b"payload %d" % i, b"ctx")
+                    assert work.unseal(sealed, b"ctx") == b"payload %d" % i
+        except BaseException as exc:
+            errors.append(exc)
+
+    def resetter() -> None:
+        start.wait()
+        for _ in range(10):
+            keystore.pool.reset()
+            time.sleep(0.01)
+
+    with keystore.work():
+        first_generation = keystore.pool.generation
+    threads = [threading.Thread(target=worker) for _ in range(5)] + [threading.Thread(target=resetter)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a worker hung"
+    # Work lent before a reset may fail as a clean DeviceError; nothing else may.
+    assert [e for e in errors if not isinstance(e, DeviceError)] == []
+    assert keystore.pool.generation >= first_generation + 2, "no reset happened"
+    with keystore.work() as work:
+        assert work.unseal(work.seal(b"after", b"ctx"), b"ctx") == b"after"
     keystore.close()
     assert keystore.pool.open_sessions == 0
 
