@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -86,22 +86,29 @@ class HandleCache:
     still be in use by a request that fetched it a moment ago: it is destroyed
     only after ``GRACE`` seconds (a destroyed handle in use would read as a
     device failure).
+
+    Every entry records the pool generation of the session that made it. An
+    entry of an older generation is never destroyed, only forgotten: a reset
+    closed its session, which took the object with it, and once the module is
+    initialized again the same handle number may name another object.
     """
 
     GRACE = 30.0
 
-    def __init__(self, entries: int, ttl: float) -> None:
+    def __init__(self, entries: int, ttl: float, current_generation: Callable[[], int]) -> None:
         self._entries = entries
         self._ttl = ttl
+        self._current_generation = current_generation
         self._lock = threading.Lock()
         self._data: OrderedDict[bytes, tuple[Any, float, int]] = OrderedDict()
-        self._retired: list[tuple[Any, float]] = []
+        self._retired: list[tuple[Any, float, int]] = []
 
-    def _retire(self, obj: Any) -> None:
+    def _retire(self, obj: Any, generation: int) -> None:
         now = time.monotonic()
-        self._retired.append((obj, now))
+        self._retired.append((obj, now, generation))
         while self._retired and self._retired[0][1] + self.GRACE < now:
-            self._destroy(self._retired.pop(0)[0])
+            old, _, old_generation = self._retired.pop(0)
+            self._destroy(old, old_generation)
 
     def get(self, key: bytes, generation: int) -> Any | None:
         with self._lock:
@@ -111,7 +118,7 @@ class HandleCache:
             obj, expires, gen = hit
             if gen != generation or expires < time.monotonic():
                 del self._data[key]
-                self._retire(obj)
+                self._retire(obj, gen)
                 return None
             self._data.move_to_end(key)
             return obj
@@ -119,34 +126,45 @@ class HandleCache:
     def put(self, key: bytes, obj: Any, generation: int) -> None:
         with self._lock:
             if self._entries <= 0:
-                self._retire(obj)  # caching off: still in use by the caller
+                self._retire(obj, generation)  # caching off: still in use by the caller
                 return
             old = self._data.pop(key, None)
             if old is not None:
-                self._retire(old[0])
+                self._retire(old[0], old[2])
             self._data[key] = (obj, time.monotonic() + self._ttl, generation)
             while len(self._data) > self._entries:
-                _, (evicted, _, _) = self._data.popitem(last=False)
-                self._retire(evicted)
+                _, (evicted, _, evicted_generation) = self._data.popitem(last=False)
+                self._retire(evicted, evicted_generation)
 
     def discard_prefix(self, prefix: bytes) -> None:
         with self._lock:
             for key in [k for k in self._data if k.startswith(prefix)]:
-                self._retire(self._data.pop(key)[0])
+                obj, _, generation = self._data.pop(key)
+                self._retire(obj, generation)
+
+    def forget_before(self, generation: int) -> None:
+        """Drop, without destroying, every entry older than ``generation`` (a reset)."""
+        with self._lock:
+            for key in [k for k, v in self._data.items() if v[2] < generation]:
+                del self._data[key]
+            self._retired = [r for r in self._retired if r[2] >= generation]
 
     def clear(self) -> None:
-        """Destroy everything now (the pool was reset or is closing)."""
+        """Destroy everything now (the keystore is closing)."""
         with self._lock:
             while self._data:
-                self._destroy(self._data.popitem()[1][0])
+                obj, _, generation = self._data.popitem()[1]
+                self._destroy(obj, generation)
             while self._retired:
-                self._destroy(self._retired.pop()[0])
+                obj, _, generation = self._retired.pop()
+                self._destroy(obj, generation)
 
     def __len__(self) -> int:
         return len(self._data)
 
-    @staticmethod
-    def _destroy(obj: Any) -> None:
+    def _destroy(self, obj: Any, generation: int) -> None:
+        if generation != self._current_generation():
+            return  # see the class doc: gone with its session, handle possibly reused
         try:
             obj.destroy()
         except (p11.PKCS11Error, RuntimeError):
@@ -159,7 +177,7 @@ class Keystore:
     def __init__(self, config: HsmConfig, pool: SessionPool | None = None) -> None:
         self.config = config
         self.pool = pool or SessionPool(config)
-        self.cache = HandleCache(config.cache_entries, config.cache_ttl_seconds)
+        self.cache = HandleCache(config.cache_entries, config.cache_ttl_seconds, lambda: self.pool.generation)
         self._root_lock = threading.Lock()
         self._roots: dict[str, Any] = {}
         self._current: dict[RootKind, tuple[str, float]] = {}
@@ -167,14 +185,15 @@ class Keystore:
 
     @contextmanager
     def work(self) -> Iterator[Work]:
-        with self.pool.session() as session:
-            if self._roots_generation != self.pool.generation:
+        with self.pool.lend() as (session, generation):
+            if self._roots_generation < generation:
                 with self._root_lock:
-                    self._roots = {}
-                    self._current = {}
-                    self._roots_generation = self.pool.generation
-                self.cache.clear()
-            work = Work(self, session)
+                    if self._roots_generation < generation:
+                        self._roots = {}
+                        self._current = {}
+                        self._roots_generation = generation
+                        self.cache.forget_before(generation)
+            work = Work(self, session, generation)
             try:
                 yield work
             finally:
@@ -218,14 +237,11 @@ class Keystore:
 class Work:
     """One pooled session lent to one thread for a unit of work."""
 
-    def __init__(self, keystore: Keystore, session: Any) -> None:
+    def __init__(self, keystore: Keystore, session: Any, generation: int) -> None:
         self.keystore = keystore
         self.session = session
+        self.generation = generation  # the pool generation the session was lent in
         self._temporaries: list[Any] = []
-
-    @property
-    def generation(self) -> int:
-        return self.keystore.pool.generation
 
     def _temp(self, obj: Any) -> Any:
         self._temporaries.append(obj)
@@ -300,7 +316,7 @@ class Work:
     def root(self, label: str) -> Any:
         keystore = self.keystore
         cached = keystore._roots.get(label)
-        if cached is not None:
+        if cached is not None and keystore._roots_generation == self.generation:
             return cached
         parsed = parse_label(label)
         if parsed is None:
@@ -314,7 +330,8 @@ class Work:
             # A concurrent creation not yet cleaned up: the lowest CKA_ID wins everywhere.
             obj = self._copies(label)[0]
         with keystore._root_lock:
-            keystore._roots[label] = obj
+            if keystore._roots_generation == self.generation:  # handles of an older module init are not kept
+                keystore._roots[label] = obj
         return obj
 
     def current_root(self, kind: RootKind) -> RootKeyInfo:
@@ -332,7 +349,9 @@ class Work:
         if cached is not None and cached[1] > now and keystore._roots_generation == self.generation:
             return cached[0]
         label = self.current_root(kind).label
-        keystore._current[kind] = (label, now + ROOT_TTL)
+        with keystore._root_lock:
+            if keystore._roots_generation == self.generation:
+                keystore._current[kind] = (label, now + ROOT_TTL)
         return label
 
     def refresh_roots(self) -> None:

@@ -170,6 +170,12 @@ class SessionPool:
     @contextmanager
     def session(self) -> Iterator[Any]:
         """Lend one logged-in session to the calling thread."""
+        with self.lend() as (session, _generation):
+            yield session
+
+    @contextmanager
+    def lend(self) -> Iterator[tuple[Any, int]]:
+        """Lend one logged-in session and the generation it belongs to."""
         self._check_fork()
         deadline = time.monotonic() + self.config.acquire_timeout
         slots = self._slots
@@ -197,7 +203,7 @@ class SessionPool:
                 with self._cond:
                     self._open_count += 1
             try:
-                yield session
+                yield session, generation
             except _DEVICE_ERRORS as exc:
                 # The device, the token or our handles are gone: start over next time.
                 self._invalidate(generation)

@@ -294,3 +294,51 @@ def test_concurrent_root_creation_converges_on_one_key(keystore):
             for obj in work._copies(label):
                 obj.destroy()
             work.refresh_roots()
+
+
+class _Recorded:
+    """Stands in for a cached key handle: records whether it was destroyed."""
+
+    def __init__(self) -> None:
+        self.destroyed = False
+
+    def destroy(self) -> None:
+        self.destroyed = True
+
+
+def test_handle_cache_never_destroys_a_handle_from_before_a_reset(monkeypatch):
+    """After a reset the module may be initialized again and hand out the same
+    handle numbers: destroying a stale handle could destroy another object."""
+    from hsm.keystore import HandleCache
+
+    generation = [1]
+    cache = HandleCache(4, 60.0, lambda: generation[0])
+    before, retired_before = _Recorded(), _Recorded()
+    cache.put(b"user:a", before, 1)
+    cache.put(b"user:b", retired_before, 1)
+    cache.discard_prefix(b"user:b")  # retired in generation 1
+    generation[0] = 3  # the pool was reset
+    monkeypatch.setattr(HandleCache, "GRACE", -1.0)  # retired entries go at the next retire
+    cache.forget_before(3)
+    assert cache.get(b"user:a", 3) is None
+    current = _Recorded()
+    cache.put(b"user:c", current, 3)
+    cache.discard_prefix(b"user:")  # retires a and c; past their grace, they are destroyed...
+    assert current.destroyed  # ...if they belong to the current generation
+    assert not before.destroyed and not retired_before.destroyed
+    stale = _Recorded()
+    cache.put(b"user:d", stale, 2)  # made by a session lent before the reset
+    cache.clear()
+    assert not stale.destroyed
+
+
+def test_roots_looked_up_before_a_reset_are_not_kept(keystore):
+    with keystore.work() as work:
+        work.mac(RootKind.AUDIT, b"x")
+        old_generation = work.generation
+    keystore.pool.reset()
+    with keystore.work() as work:
+        assert work.generation > old_generation
+        assert keystore._roots == {}
+        work.mac(RootKind.AUDIT, b"x")
+        assert keystore._roots
