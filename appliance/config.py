@@ -34,7 +34,7 @@ class ServerSettings:
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     max_body_bytes: int = 1024 * 1024
     # Requests doing appliance work at once per process (see web/deps.py serialized).
-    concurrent_operations: int = 2
+    concurrent_operations: int = 1
     log_file: str | None = None
 
 

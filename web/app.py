@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from litestar import Litestar
@@ -19,6 +18,7 @@ from web.controllers.users import UsersController
 from web.controllers.vaults import VaultsController
 from web.deps import appliance as appliance_dep
 from web.errors import HANDLERS
+from web.gate import FairGate
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -44,7 +44,7 @@ def create_app(appliance: Appliance) -> Litestar:
         state=State(
             {
                 "appliance": appliance,
-                "work_gate": threading.BoundedSemaphore(appliance.settings.server.concurrent_operations),
+                "work_gate": FairGate(appliance.settings.server.concurrent_operations),
             }
         ),
         request_max_body_size=appliance.settings.server.max_body_bytes,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from litestar.utils.scope.state import ScopeState
 from appliance.core import Appliance
 from appliance.errors import ServiceUnavailable, Unauthorized
 from appliance.sessions import Principal
+from web.gate import FairGate
 
 T = TypeVar("T")
 
@@ -84,7 +84,7 @@ def serialized(request: Request[Any, Any, State]) -> Iterator[None]:
     Slow calls that spend their time outside Python (Argon2id, RSA key generation:
     login, unlock, enrollment, password changes) do not take the gate.
     """
-    gate: threading.BoundedSemaphore = request.app.state.work_gate
+    gate: FairGate = request.app.state.work_gate
     if not gate.acquire(timeout=30):
         raise ServiceUnavailable("the server is overloaded; try again shortly")
     try:
