@@ -129,8 +129,7 @@ def _coffre(config: Path, *args: str) -> str:
     return out.stdout
 
 
-def main() -> int:
-    tmp = Path(tempfile.mkdtemp(prefix="coffre-bench-"))
+def main(tmp: Path) -> int:
     data = tmp / "data"
     token = _coffre(tmp / "none.toml", "init", "--data-dir", str(data), "--admin-email", "bench@example.com")
     enrollment = token.strip().splitlines()[-1]
@@ -221,5 +220,16 @@ def main() -> int:
     return 0
 
 
+def run() -> int:
+    """``main`` in a throw-away directory that is removed afterwards (it holds a
+    token and its PIN file); COFFRE_BENCH_KEEP=1 keeps it for a look."""
+    tmp = Path(tempfile.mkdtemp(prefix="coffre-bench-"))
+    try:
+        return main(tmp)
+    finally:
+        if os.environ.get("COFFRE_BENCH_KEEP") != "1":
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())
