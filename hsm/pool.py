@@ -158,10 +158,21 @@ class SessionPool:
                 self._open_count -= 1
             self._finish_drain()
 
+    @contextmanager
+    def _locked(self, deadline: float) -> Iterator[None]:
+        """Hold the pool's lock, or give up at ``deadline``: another thread may be
+        stuck starting the module (a network HSM that does not answer)."""
+        if not self._cond.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise SessionExhausted(f"the HSM did not answer within {self.config.acquire_timeout:g} s")
+        try:
+            yield
+        finally:
+            self._cond.release()
+
     @property
     def token(self) -> Any:
         self._check_fork()
-        with self._cond:
+        with self._locked(time.monotonic() + self.config.acquire_timeout):
             self._wait_until_ready(time.monotonic() + self.config.acquire_timeout)
             return self._token
 
@@ -184,7 +195,7 @@ class SessionPool:
                 f"all {self.config.pool_size} HSM sessions stayed busy for {self.config.acquire_timeout:g} s"
             )
         try:
-            with self._cond:
+            with self._locked(deadline):
                 self._wait_until_ready(deadline)
                 generation = self.generation
                 token = self._token

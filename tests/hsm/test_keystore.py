@@ -342,3 +342,35 @@ def test_roots_looked_up_before_a_reset_are_not_kept(keystore):
         assert keystore._roots == {}
         work.mac(RootKind.AUDIT, b"x")
         assert keystore._roots
+
+
+def test_a_start_stuck_in_the_module_is_an_error_not_a_hang(hsm_config):
+    """A network HSM that does not answer keeps one thread inside C_OpenSession
+    with the pool's lock held; the others must get SessionExhausted (503)."""
+    import threading
+    from dataclasses import replace
+
+    from hsm.errors import SessionExhausted
+
+    ks = Keystore(replace(hsm_config, acquire_timeout=0.2))
+    outcome: list[BaseException] = []
+
+    def request() -> None:
+        try:
+            with ks.work():
+                pass
+        except BaseException as exc:
+            outcome.append(exc)
+
+    ks.pool._cond.acquire()  # the stuck starter
+    try:
+        caller = threading.Thread(target=request)
+        caller.start()
+        caller.join(timeout=10)
+        assert not caller.is_alive(), "the caller hung"
+    finally:
+        ks.pool._cond.release()
+    assert len(outcome) == 1 and isinstance(outcome[0], SessionExhausted)
+    assert "did not answer" in str(outcome[0])
+    ks.ping()  # and the pool works once the module answers
+    ks.close()
