@@ -108,28 +108,42 @@ def test_listing_roots_races_session_key_churn(hsm_config: HsmConfig):
     keystore.close()
 
 
-def test_a_reset_waits_for_sessions_in_use_and_the_pool_recovers(hsm_config: HsmConfig):
-    """One thread's device error must not finalize the module under threads still
-    inside PKCS#11 calls, nor hand later callers a half-torn-down pool."""
+@pytest.mark.parametrize("module_shared", [False, True], ids=["last-user-finalizes", "module-shared"])
+def test_a_reset_waits_for_sessions_in_use_and_the_pool_recovers(hsm_config: HsmConfig, module_shared: bool):
+    """One thread's reset must not close a session or finalize the module under
+    threads still inside PKCS#11 calls (it crashed the process: SIGSEGV in
+    C_Encrypt), nor hand later callers a half-torn-down pool. With another pool
+    in the process the module stays initialized and only the sessions go."""
+    other = Keystore(hsm_config) if module_shared else None
+    if other is not None:
+        other.ping()
     keystore = Keystore(replace(hsm_config, pool_size=4, cache_entries=0))
     errors: list[BaseException] = []
     start = threading.Barrier(6)
 
+    stop = threading.Event()
+
     def worker() -> None:
-        try:
-            start.wait()
-            for i in range(60):
+        start.wait()
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
                 with keystore.work() as work:
+                    # The KEK's key object was found through some pooled session and
+                    # runs its operations there, whichever thread uses it.
                     sealed = work.seal(b"payload %d" % i, b"ctx")
                     assert work.unseal(sealed, b"ctx") == b"payload %d" % i
-        except BaseException as exc:
-            errors.append(exc)
+            except BaseException as exc:
+                errors.append(exc)
 
     def resetter() -> None:
         start.wait()
-        for _ in range(10):
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
             keystore.pool.reset()
-            time.sleep(0.01)
+            time.sleep(0.002)
+        stop.set()
 
     with keystore.work():
         first_generation = keystore.pool.generation
@@ -146,6 +160,9 @@ def test_a_reset_waits_for_sessions_in_use_and_the_pool_recovers(hsm_config: Hsm
         assert work.unseal(work.seal(b"after", b"ctx"), b"ctx") == b"after"
     keystore.close()
     assert keystore.pool.open_sessions == 0
+    if other is not None:
+        other.ping()  # the other pool never noticed
+        other.close()
 
 
 _WORKLOAD = """
