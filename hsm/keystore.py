@@ -267,13 +267,12 @@ class Work:
         returns other sessions' session objects, which may be destroyed between
         the find and the attribute read. A token object destroyed in that window
         (a concurrent de-duplication in ``create_root``) restarts the listing."""
-        for attempt in range(_LIST_ATTEMPTS):
+        for _ in range(_LIST_ATTEMPTS - 1):
             try:
                 return self._list_roots_once()
             except p11.ObjectHandleInvalid:
-                if attempt == _LIST_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
+                continue
+        return self._list_roots_once()
 
     def _list_roots_once(self) -> list[RootKeyInfo]:
         found = []

@@ -80,6 +80,14 @@ _lock = threading.Lock()
 _loaded: dict[str, LoadedModule] = {}
 
 
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread of the parent may have held it at fork time
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _c_initialize(path: str) -> tuple[ctypes.CDLL, _FunctionListHead]:
     try:
         cdll = ctypes.CDLL(path)
@@ -107,35 +115,42 @@ def _c_initialize(path: str) -> tuple[ctypes.CDLL, _FunctionListHead]:
     return cdll, functions
 
 
+def _load_locked(path: str) -> LoadedModule:
+    """This process's loaded module for ``path``, initialized if needed (caller holds ``_lock``)."""
+    pid = os.getpid()
+    current = _loaded.get(path)
+    if current is not None and current.pid == pid:
+        return current
+    if not os.path.exists(path):
+        raise ModuleLoadError(f"PKCS#11 module not found: {path}")
+    cdll, functions = _c_initialize(path)
+    try:
+        lib = _PreinitializedLib(path)
+    except pkcs11.PKCS11Error as exc:
+        functions.C_Finalize(None)
+        raise ModuleLoadError(f"python-pkcs11 could not open {path}: {exc!r}") from exc
+    loaded = LoadedModule(path=path, pid=pid, lib=lib, functions=functions, cdll=cdll)
+    _loaded[path] = loaded
+    return loaded
+
+
 def ensure_loaded(path: str) -> LoadedModule:
     """Return this process's loaded module for ``path``, initializing it if needed
     (a caller that never lets it go; pools use ``acquire``/``release``)."""
-    pid = os.getpid()
     with _lock:
-        current = _loaded.get(path)
-        if current is not None and current.pid == pid:
-            return current
-        if not os.path.exists(path):
-            raise ModuleLoadError(f"PKCS#11 module not found: {path}")
-        cdll, functions = _c_initialize(path)
-        try:
-            lib = _PreinitializedLib(path)
-        except pkcs11.PKCS11Error as exc:
-            functions.C_Finalize(None)
-            raise ModuleLoadError(f"python-pkcs11 could not open {path}: {exc!r}") from exc
-        loaded = LoadedModule(path=path, pid=pid, lib=lib, functions=functions, cdll=cdll)
-        _loaded[path] = loaded
-        return loaded
+        return _load_locked(path)
 
 
 def acquire(path: str) -> LoadedModule:
     """``ensure_loaded`` for a user that will ``release`` it: the module is
     finalized only when its last user in this process lets it go, so one session
-    pool starting over never pulls the module from under another."""
-    loaded = ensure_loaded(path)
+    pool starting over never pulls the module from under another. Loading and
+    counting happen under one lock: a ``release`` in between would finalize the
+    module this caller is about to use."""
     with _lock:
+        loaded = _load_locked(path)
         loaded.users += 1
-    return loaded
+        return loaded
 
 
 def release(loaded: LoadedModule) -> None:

@@ -106,9 +106,21 @@ class SessionPool:
             os.environ["SOFTHSM2_CONF"] = self.config.softhsm_conf
         loaded = module_loader.acquire(self.config.module)
         try:
+            token, anchor = self._log_in(loaded)
+        except BaseException:
+            module_loader.release(loaded)  # whatever failed, the count goes back
+            raise
+        self._module = loaded
+        self._token = token
+        self._anchor = anchor
+        self._idle = []
+        self._open_count = 0
+        self.generation += 1
+
+    def _log_in(self, loaded: module_loader.LoadedModule) -> tuple[Any, Any]:
+        try:
             pin = self.config.read_pin()
         except ValueError as exc:
-            module_loader.release(loaded)
             raise WrongTokenPin(str(exc)) from exc
         try:
             token = loaded.lib.get_token(token_label=self.config.token_label)
@@ -117,14 +129,8 @@ class SessionPool:
             except p11.UserAlreadyLoggedIn:
                 anchor = token.open(rw=True)  # another pool of this process logged in
         except (p11.PKCS11Error, RuntimeError) as exc:
-            module_loader.release(loaded)
             raise translate(exc) from exc
-        self._module = loaded
-        self._token = token
-        self._anchor = anchor
-        self._idle = []
-        self._open_count = 0
-        self.generation += 1
+        return token, anchor
 
     def _wait_until_ready(self, deadline: float) -> None:
         while self._draining:
@@ -178,17 +184,12 @@ class SessionPool:
     @property
     def token(self) -> Any:
         self._check_fork()
-        with self._locked(time.monotonic() + self.config.acquire_timeout):
-            self._wait_until_ready(time.monotonic() + self.config.acquire_timeout)
+        deadline = time.monotonic() + self.config.acquire_timeout
+        with self._locked(deadline):
+            self._wait_until_ready(deadline)
             return self._token
 
     # -- use --------------------------------------------------------------------
-
-    @contextmanager
-    def session(self) -> Iterator[Any]:
-        """Lend one logged-in session to the calling thread."""
-        with self.lend() as (session, _generation):
-            yield session
 
     @contextmanager
     def lend(self) -> Iterator[tuple[Any, int]]:

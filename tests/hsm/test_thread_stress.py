@@ -218,3 +218,43 @@ def test_control_without_os_locking_breaks(hsm_config: HsmConfig):
         if result.returncode != 0 or "Exception" in result.stderr:
             return  # crashed or corrupted, as measured: the fix above is what prevents it
     pytest.skip("the unlocked control run survived 6 times on this machine; the fixed run is still checked")
+
+
+_ACQUIRE_RELEASE = """
+import sys, threading
+from hsm import module
+sys.setswitchinterval(1e-6)  # switch threads as often as possible: widen every window
+errors = []
+def run():
+    for _ in range(1000):
+        try:
+            loaded = module.acquire(sys.argv[1])
+            try:
+                loaded.lib.get_token(token_label=sys.argv[2])
+            finally:
+                module.release(loaded)
+        except BaseException as exc:
+            errors.append(repr(exc))
+ts = [threading.Thread(target=run) for _ in range(4)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print("errors", len(errors), errors[:3])
+"""
+
+
+def test_module_users_never_see_it_finalized_under_them(hsm_config: HsmConfig):
+    """Threads acquiring and releasing the module at once: it is finalized only by
+    its last user, never under another (CKR_CRYPTOKI_NOT_INITIALIZED). A release
+    that ignores the count fails this at once; acquire() also loads and counts
+    under one lock, so no release can slip between the two."""
+    env = {**os.environ, "SOFTHSM2_CONF": hsm_config.softhsm_conf or ""}
+    result = subprocess.run(
+        [sys.executable, "-c", _ACQUIRE_RELEASE, hsm_config.module, hsm_config.token_label],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "errors 0 " in result.stdout, result.stdout
