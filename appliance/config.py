@@ -84,11 +84,34 @@ def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
     return value
 
 
+# Numeric settings that may be 0 (every other one must be at least 1).
+_MAY_BE_ZERO = {"cache_entries", "password_min_score"}
+
+
+def _check_number(section: str, name: str, default: Any, value: Any) -> None:
+    """A numeric setting has its default's type and is positive (a pool of 0
+    sessions or a gate of 0 permits would refuse every request)."""
+    kinds: tuple[type, ...] = (int, float) if isinstance(default, float) else (int,)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise ConfigError(f"[{section}] {name} must be a number, not {value!r}")
+    if isinstance(default, float):
+        if value <= 0:
+            raise ConfigError(f"[{section}] {name} must be greater than 0")
+        return
+    minimum = 0 if name in _MAY_BE_ZERO else 1
+    if value < minimum:
+        raise ConfigError(f"[{section}] {name} must be at least {minimum}")
+
+
 def _build(cls: type[Any], values: dict[str, Any], section: str) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(values) - known
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(fields)
     if unknown:
         raise ConfigError(f"unknown key(s) in [{section}]: {', '.join(sorted(unknown))}")
+    for name, value in values.items():
+        default = fields[name].default
+        if isinstance(default, int | float) and not isinstance(default, bool):
+            _check_number(section, name, default, value)
     converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     try:
         return cls(**converted)
