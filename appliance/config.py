@@ -67,6 +67,12 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True)
+class UiSettings:
+    # The web page locks itself (signs out) after this long without a key press or click.
+    idle_lock_seconds: int = 300
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path | None
     data_dir: Path
@@ -75,6 +81,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     crypto: CryptoSettings = field(default_factory=CryptoSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    ui: UiSettings = field(default_factory=UiSettings)
 
 
 def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
@@ -158,4 +165,5 @@ def from_mapping(raw: dict[str, Any], path: Path | None = None) -> Settings:
         server=_build(ServerSettings, _section(raw, "server"), "server"),
         crypto=crypto,
         security=_build(SecuritySettings, _section(raw, "security"), "security"),
+        ui=_build(UiSettings, _section(raw, "ui"), "ui"),
     )

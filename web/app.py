@@ -14,16 +14,57 @@ from appliance.core import Appliance
 from web.controllers.auth import AuthController
 from web.controllers.health import healthz
 from web.controllers.items import ItemsController
+from web.controllers.me_sessions import MySessionsController
 from web.controllers.users import UsersController
 from web.controllers.vaults import VaultsController
 from web.deps import appliance as appliance_dep
-from web.errors import HANDLERS
 from web.gate import FairGate
+from web.ui import HANDLERS, routers, template_config
+
+# The browser's rules for every response (the pages' own scripts and styles only;
+# nothing inline, no framing, no referrer, no powerful feature but the clipboard).
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+PERMISSIONS_POLICY = ", ".join(
+    [
+        *(
+            f"{feature}=()"
+            for feature in (
+                "accelerometer",
+                "autoplay",
+                "camera",
+                "display-capture",
+                "encrypted-media",
+                "fullscreen",
+                "geolocation",
+                "gyroscope",
+                "magnetometer",
+                "microphone",
+                "midi",
+                "payment",
+                "picture-in-picture",
+                "publickey-credentials-get",
+                "screen-wake-lock",
+                "serial",
+                "usb",
+                "xr-spatial-tracking",
+            )
+        ),
+        "clipboard-read=(self)",
+        "clipboard-write=(self)",
+    ]
+)
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": CSP,
+    "Permissions-Policy": PERMISSIONS_POLICY,
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
 }
 
 
@@ -38,9 +79,18 @@ async def _security_headers(message: Any, scope: Any) -> None:
 
 def create_app(appliance: Appliance) -> Litestar:
     app = Litestar(
-        route_handlers=[healthz, AuthController, UsersController, VaultsController, ItemsController],
+        route_handlers=[
+            healthz,
+            AuthController,
+            UsersController,
+            VaultsController,
+            ItemsController,
+            MySessionsController,
+            *routers(),
+        ],
         dependencies={"appliance": Provide(appliance_dep, sync_to_thread=False)},
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        template_config=template_config(),
         state=State(
             {
                 "appliance": appliance,

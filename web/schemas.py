@@ -52,6 +52,15 @@ class MeOut(msgspec.Struct):
     is_admin: bool
 
 
+class SessionOut(msgspec.Struct):
+    id: str
+    created_at: str
+    last_seen_at: str
+    expires_at: str
+    client_addr: str | None
+    current: bool
+
+
 class PasswordChangeIn(In):
     current_password: str
     new_password: str

@@ -1,0 +1,161 @@
+"""What the pages say: the domain's English messages in the reader's language,
+and the short notices shown after a redirect."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from litestar import Request
+
+from appliance.errors import AppError, RateLimited
+from web.ui.i18n import N_, t
+
+# The domain's fixed messages -> what the page says.
+KNOWN = {
+    "invalid email or password": N_("Wrong email or password."),
+    "this account is locked after too many wrong PINs; an administrator must unlock it": N_(
+        "This account is locked after too many wrong PINs. Ask an administrator to unlock it."
+    ),
+    "too many wrong PINs: the account is now locked; an administrator must unlock it": N_(
+        "Too many wrong PINs: the account is now locked. Ask an administrator to unlock it."
+    ),
+    "this token is invalid, expired or already used": N_("This link is invalid, has expired or was already used."),
+    "wrong PIN": N_("Wrong PIN. Enter your email, password and PIN again."),
+    "the two PINs differ": N_("The two PINs differ."),
+    "the two passwords differ": N_("The two new passwords differ."),
+    "invalid or expired login ticket": N_("The login step expired. Enter your email and password again."),
+    "invalid or expired session": N_("Your session has ended. Log in again."),
+    "PIN must be exactly 6 digits": N_("The PIN must be exactly 6 digits."),
+    "not a valid e-mail address": N_("This is not a valid email address."),
+    "password must be at most 1024 characters long": N_("The password must be at most 1024 characters long."),
+    "name must be 1 to 200 characters": N_("The name must be 1 to 200 characters long."),
+    "role must be one of: admin, write, read": N_("The role must be admin, write or read."),
+    "title is required": N_("The title is required."),
+    "title must not be empty": N_("The title is required."),
+    "a user with this e-mail address already exists": N_("A user with this email address already exists."),
+    "administrators cannot disable their own account": N_("Administrators cannot disable their own account."),
+    "only enrolled, enabled users can have their password reset": N_(
+        "Only enrolled, enabled users can have their password reset."
+    ),
+    "the last administrator of a vault cannot be demoted": N_(
+        "The last administrator of a vault cannot be given a lower role: make someone else an administrator first."
+    ),
+    "the last administrator of a vault cannot be removed": N_(
+        "The last administrator of a vault cannot be removed: make someone else an administrator first."
+    ),
+    "the vault key changed meanwhile; retry": N_("The vault key changed meanwhile. Try again."),
+    "the change conflicts with another one; retry": N_("The change conflicts with another one. Try again."),
+    "this user is already a member of the vault": N_("This user is already a member of the vault."),
+    "no enrolled, active user with this e-mail address": N_("No enrolled, active user has this email address."),
+    "no user with this e-mail address": N_("No user has this email address."),
+    "administrators only": N_("This page is for administrators only."),
+    "the current password is wrong": N_("The current password is wrong."),
+    "no such item": N_("This item does not exist, or you no longer have access to it."),
+    "no such vault": N_("This vault does not exist, or you no longer have access to it."),
+    "no such member": N_("This member does not exist."),
+    "no such session": N_("This session does not exist."),
+    "no such user": N_("This user does not exist."),
+    "the server is overloaded; try again shortly": N_("The server is busy. Try again in a moment."),
+    "the database is unavailable; try again shortly": N_("The database is unavailable. Try again in a moment."),
+    "stale version: the item changed meanwhile": N_(
+        "This item was changed by someone else since you opened it. Your changes are kept below: "
+        "review them and save again."
+    ),
+    "too many login attempts from this address; try again later": N_(
+        "Too many login attempts from this address."
+    ),
+    "too many failed login attempts for this account; try again later": N_(
+        "Too many failed login attempts for this account."
+    ),
+    "too many failed password attempts for this account; try again later": N_(
+        "Too many failed password attempts for this account."
+    ),
+    "length must be between 8 and 128": N_("The length must be between 8 and 128."),
+    "choose at least one character class": N_("Choose at least one character class."),
+    "a passphrase has between 4 and 12 words": N_("A passphrase has between 4 and 12 words."),
+    "the form expired or came from another site; reload the page and try again": N_(
+        "The form expired or came from another site. Reload the page and try again."
+    ),
+    "cross-site request refused": N_("This request came from another site and was refused."),
+}
+
+# The domain's messages that carry a value.
+PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^stale version: the item is at version (?P<n>\d+)$"), KNOWN["stale version: the item changed meanwhile"]),
+    (
+        re.compile(r"^password must be at least (?P<n>\d+) characters long$"),
+        N_("The password must be at least %(n)s characters long."),
+    ),
+    (re.compile(r"^password is too weak: (?P<reason>.*)$"), N_("The password is too weak: %(reason)s")),
+    (re.compile(r"^this needs the (?P<role>\w+) role on the vault$"), N_("This needs the %(role)s role on the vault.")),
+    (re.compile(r"^(?P<what>\w+) is longer than (?P<n>\d+) characters$"), N_("A field is longer than %(n)s characters.")),
+    (
+        re.compile(r"^(?P<n>\d+) wrong PINs since the last successful unlock"),
+        N_(
+            "%(n)s wrong PINs since the last successful unlock: the account stays locked and needs recovery "
+            "(re-enrollment)."
+        ),
+    ),
+    (re.compile(r"^(?P<what>\w+) must be a date \(YYYY-MM-DD\)$"), N_("Dates are written YYYY-MM-DD.")),
+]
+
+GENERIC = {
+    400: N_("The request could not be understood."),
+    401: N_("Log in to continue."),
+    403: N_("You are not allowed to do this."),
+    404: N_("This page does not exist, or you no longer have access to it."),
+    409: N_("This conflicts with another change. Reload and try again."),
+    413: N_("What you sent is too large."),
+    422: N_("Some values are not valid."),
+    423: N_("This account is locked. Ask an administrator to unlock it."),
+    429: N_("Too many attempts."),
+    500: N_("Something went wrong on the server. The event was logged."),
+    503: N_("The HSM or the database is unavailable. Try again in a moment."),
+}
+
+# Notices after a redirect (the cookie carries the key, never free text).
+FLASH = {
+    "vault_created": N_("Vault created."),
+    "vault_renamed": N_("Vault renamed."),
+    "vault_deleted": N_("Vault deleted."),
+    "item_created": N_("Item saved."),
+    "item_updated": N_("Item saved."),
+    "item_deleted": N_("Item deleted."),
+    "member_added": N_("Member added."),
+    "member_changed": N_("Role changed."),
+    "member_removed": N_("Member removed; the vault key was rotated."),
+    "enrolled": N_("Your account is ready. Log in with your password and PIN."),
+    "password_changed": N_("Password changed. Log in again with the new one."),
+    "password_reset": N_("Your new password is set. Log in with it and your PIN."),
+    "logged_out": N_("You are logged out."),
+    "session_ended": N_("Your session has ended. Log in again."),
+    "session_revoked": N_("Session revoked."),
+    "user_unlock": N_("User unlocked."),
+    "user_disable": N_("User disabled; their sessions were closed."),
+    "user_enable": N_("User enabled."),
+    "locked": N_("The page was locked after a period of inactivity. Log in again."),
+}
+
+
+def explain(request: Request[Any, Any, Any], exc: AppError) -> str:
+    """The error in the reader's language (the domain's own words when unknown)."""
+    known = KNOWN.get(exc.message)
+    if known is not None:
+        text = t(request, known)
+    else:
+        for pattern, message in PATTERNS:
+            match = pattern.match(exc.message)
+            if match:
+                text = t(request, message, **match.groupdict())
+                break
+        else:
+            text = t(request, GENERIC.get(exc.status, GENERIC[500]))
+    if isinstance(exc, RateLimited):
+        text += " " + t(request, "Try again in %(seconds)s seconds.", seconds=exc.retry_after)
+    return text
+
+
+def flash_text(request: Request[Any, Any, Any], key: str | None) -> str | None:
+    message = FLASH.get(key or "")
+    return t(request, message) if message else None
