@@ -17,7 +17,7 @@ PIN = "582914"
 SCREENSHOTS = REPO / "docs" / "screenshots"
 AXE = REPO / "tests" / "ui" / "node_modules" / "axe-core" / "axe.min.js"
 # Generous login limits: the suite logs in many times from 127.0.0.1.
-TEST_CONFIG = "[security]\naddress_attempts = 1000\naccount_attempts = 1000\n"
+TEST_CONFIG = "[security]\naccount_attempts = 1000\n"
 
 
 def chromium_or_reason() -> str | None:
@@ -46,7 +46,8 @@ class Lab:
         return result.stdout
 
 
-def start_lab(root: Path, extra: str = "") -> Lab:
+def start_lab(root: Path, address_attempts: int = 1000, idle_lock_seconds: int = 300) -> Lab:
+    extra = f"address_attempts = {address_attempts}\n[ui]\nidle_lock_seconds = {idle_lock_seconds}\n"
     config = init_data_dir(root / "data", extra=TEST_CONFIG + extra)
     server = Server(config, root / "server.log").start()
     return Lab(config, server)
