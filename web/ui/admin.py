@@ -44,6 +44,11 @@ STATUS_KEYS = {
     "root audit": N_("Root key: audit"),
     "root bind": N_("Root key: binding"),
 }
+_COUNTS = re.compile(
+    r"^users (?P<users>\d+), vaults (?P<vaults>\d+), memberships (?P<memberships>\d+), items (?P<items>\d+), "
+    r"sessions (?P<sessions>\d+), audit entries (?P<entries>\d+)$"
+)
+_PROTECTS = re.compile(r"protects (?P<n>\d+) sealed blobs")
 _STATUS_LINE = re.compile(r"^(?:(?P<a>[^:]+?):|(?P<b>root \S+))\s+(?P<value>.*)$")
 
 
@@ -55,8 +60,21 @@ def _status_pairs(request: Request[Any, Any, Any], lines: list[str]) -> list[tup
             pairs.append(("", line))
             continue
         key = match.group("a") or match.group("b") or ""
-        pairs.append((t(request, STATUS_KEYS[key]) if key in STATUS_KEYS else key, match.group("value")))
+        pairs.append((t(request, STATUS_KEYS[key]) if key in STATUS_KEYS else key, _status_value(request, match.group("value"))))
     return pairs
+
+
+def _status_value(request: Request[Any, Any, Any], value: str) -> str:
+    counts = _COUNTS.match(value)
+    if counts:
+        return t(
+            request,
+            "users %(users)s, vaults %(vaults)s, memberships %(memberships)s, items %(items)s, "
+            "sessions %(sessions)s, audit entries %(entries)s",
+            **counts.groupdict(),
+        )
+    value = value.replace("(current)", t(request, "(current)"))
+    return _PROTECTS.sub(lambda m: t(request, "protects %(n)s sealed blobs", n=m.group("n")), value)
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from litestar.exceptions import HTTPException
 from appliance.errors import AppError, RateLimited, Unauthorized
 from hsm.errors import HsmError, HsmUnavailable
 from web import errors as api_errors
-from web.ui.i18n import t
+from web.ui.i18n import N_, t
 from web.ui.messages import GENERIC, explain
 from web.ui.render import page, see_other
 from web.ui.session import SESSION_COOKIE, expired
@@ -24,17 +24,17 @@ from web.ui.session import SESSION_COOKIE, expired
 log = logging.getLogger("coffre.web")
 API_PREFIXES = ("/api/", "/healthz", "/schema")
 TITLES = {
-    400: "Bad request",
-    403: "Not allowed",
-    404: "Not found",
-    405: "Not allowed",
-    409: "Conflict",
-    413: "Too large",
-    422: "Not valid",
-    423: "Account locked",
-    429: "Too many attempts",
-    500: "Server error",
-    503: "Temporarily unavailable",
+    400: N_("Bad request"),
+    403: N_("Not allowed"),
+    404: N_("Not found"),
+    405: N_("Not allowed"),
+    409: N_("Conflict"),
+    413: N_("Too large"),
+    422: N_("Not valid"),
+    423: N_("Account locked"),
+    429: N_("Too many attempts"),
+    500: N_("Server error"),
+    503: N_("Temporarily unavailable"),
 }
 
 
