@@ -8,13 +8,28 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 ADMIN_EMAIL ?= admin@coffre.local
 
-.PHONY: install system-deps run test lint typecheck test-core test-provisioning bench clean
+UI_TOOLS := tests/ui/node_modules/axe-core/axe.min.js
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
+.PHONY: install system-deps run test lint typecheck test-core test-provisioning bench clean i18n
+
+# Debian packages: SoftHSM2; Chromium (driven by Playwright in tests/ui, never downloaded
+# by Playwright itself); Node.js + npm (axe-core for the accessibility test).
 system-deps:
-	@command -v softhsm2-util >/dev/null 2>&1 || { \
-	  echo "installing softhsm2 (apt)"; \
+	@missing=""; \
+	command -v softhsm2-util >/dev/null 2>&1 || missing="$$missing softhsm2"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium fonts-liberation"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (apt)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq softhsm2 >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# Test-only front-end tools, pinned by tests/ui/package-lock.json, into a git-ignored folder.
+$(UI_TOOLS): tests/ui/package.json tests/ui/package-lock.json
+	npm ci --prefix tests/ui --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $@
 
 $(BIN)/coffre: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +37,19 @@ $(BIN)/coffre: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(BIN)/coffre
 
-install: system-deps $(BIN)/coffre
+install: system-deps $(BIN)/coffre $(UI_TOOLS)
+
+# Refresh the message catalogs after changing a page's text (then translate web/locales/fr).
+i18n: install
+	$(BIN)/python -m web.locales.sync
 
 run: install
-	$(BIN)/coffre init --data-dir $(DATA) --admin-email $(ADMIN_EMAIL)
+	@out="$$($(BIN)/coffre init --data-dir $(DATA) --admin-email $(ADMIN_EMAIL))" || exit $$?; \
+	echo "$$out"; token="$$(echo "$$out" | tail -n 1)"; echo; \
+	case "$$token" in \
+	  cfe_*) echo "Web UI: open http://$(HOST):$(PORT)/enroll#token=$$token to enroll $(ADMIN_EMAIL) (works once)";; \
+	  *) echo "Web UI: open http://$(HOST):$(PORT)/";; \
+	esac; echo
 	COFFRE_CONFIG=$(DATA)/coffre.toml $(BIN)/coffre serve --host $(HOST) --port $(PORT)
 
 lint: install
@@ -50,4 +74,4 @@ bench: install
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/ui/node_modules

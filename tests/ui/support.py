@@ -63,9 +63,7 @@ class Watch:
 
     def attach(self, context: Any) -> None:
         context.on("request", lambda r: self.requests.append(r.url))
-        context.expose_binding(
-            "__coffreCsp", lambda _source, text: self.csp_violations.append(str(text))
-        )
+        context.expose_binding("__coffreCsp", lambda _source, text: self.csp_violations.append(str(text)))
         context.add_init_script(
             "document.addEventListener('securitypolicyviolation', function (e) {"
             " window.__coffreCsp(e.violatedDirective + ' ' + e.blockedURI); });"

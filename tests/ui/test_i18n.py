@@ -52,7 +52,7 @@ def test_main_pages_in_french_leave_no_english(lab, browser):
     page.get_by_label("Mot de passe", exact=True).fill(PASSWORD)
     page.get_by_label("PIN", exact=True).fill(PIN)
     page.get_by_label("Confirmer le PIN", exact=True).fill(PIN)
-    page.get_by_role("button", name="M’enrôler", exact=True).click()
+    page.get_by_role("button", name="M\u2019enrôler", exact=True).click()
     page.wait_for_url("**/login")
     page.goto(lab.url + "/login")
     page.get_by_label("E-mail", exact=True).fill("francais@example.com")
@@ -73,9 +73,21 @@ def test_main_pages_in_french_leave_no_english(lab, browser):
     english = _english_only()
     leftovers = {}
     pages = [
-        "/login", "/enroll", "/vaults", "/vaults/new", vault, vault + "/items/new", item, item + "/edit",
-        vault + "/members", vault + "/settings", "/account", "/admin/users", "/admin/audit?verify=1",
-        "/admin/status", "/no/such/page",
+        "/login",
+        "/enroll",
+        "/vaults",
+        "/vaults/new",
+        vault,
+        vault + "/items/new",
+        item,
+        item + "/edit",
+        vault + "/members",
+        vault + "/settings",
+        "/account",
+        "/admin/users",
+        "/admin/audit?verify=1",
+        "/admin/status",
+        "/no/such/page",
     ]
     for path in pages:
         page.goto(path if path.startswith("http") else lab.url + path)
@@ -102,5 +114,5 @@ def test_footer_switch_is_remembered(lab, browser):
     page.get_by_role("button", name="Se connecter", exact=True).wait_for()
     assert "__Host-coffre_lang" in {c["name"] for c in context.cookies()}
     page.goto(lab.url + "/enroll")
-    assert page.get_by_role("button", name="M’enrôler", exact=True).count() == 1
+    assert page.get_by_role("button", name="M\u2019enrôler", exact=True).count() == 1
     context.close()

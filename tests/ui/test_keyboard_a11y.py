@@ -9,7 +9,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.ui.support import AXE, PASSWORD, PIN, Lab, enroll, have_axe, login, new_context
+from tests.ui.support import AXE, PASSWORD, PIN, Lab, have_axe, login, new_context
 
 
 def _api_user_with_vault(lab: Lab, email: str, admin: bool = False) -> str:
@@ -22,7 +22,12 @@ def _api_user_with_vault(lab: Lab, email: str, admin: bool = False) -> str:
         vault = http.post("/api/v1/vaults", json={"name": "Keyboard"}, headers=headers).json()
         http.post(
             f"/api/v1/vaults/{vault['id']}/items",
-            json={"title": "Mail relay", "username": "relay", "password": "relay-pass-0", "url": "https://mail.example"},
+            json={
+                "title": "Mail relay",
+                "username": "relay",
+                "password": "relay-pass-0",
+                "url": "https://mail.example",
+            },
             headers=headers,
         )
         http.post("/api/v1/auth/logout", headers=headers)
@@ -152,5 +157,3 @@ def test_enroll_link_without_script_still_works(lab, browser):
     login(page, lab.url, "noscript@example.com")
     assert page.get_by_role("link", name="New vault").count() == 1
     context.close()
-
-

@@ -201,9 +201,11 @@ def test_error_pages_in_plain_words(strict_lab, browser):
     response = page.goto(lab.url + "/no/such/page")
     assert response.status == 404 and "Not found" in page.locator("h1").inner_text()
     with httpx.Client(base_url=lab.url) as http:
-        big = http.post("/login", content=b"email=" + b"a" * (2 * 1024 * 1024), headers={
-            "Content-Type": "application/x-www-form-urlencoded", "Sec-Fetch-Site": "same-origin"
-        })
+        big = http.post(
+            "/login",
+            content=b"email=" + b"a" * (2 * 1024 * 1024),
+            headers={"Content-Type": "application/x-www-form-urlencoded", "Sec-Fetch-Site": "same-origin"},
+        )
         assert big.status_code == 413 and "Too large" in big.text and "Traceback" not in big.text
     context.close()
 

@@ -5,17 +5,16 @@ so it does not show that it exists."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote, unquote
 
 from litestar import Controller, Request, get, post
 from litestar.params import FromPath
 from litestar.response import Redirect, Response, Template
-
-import json
-import re
-from urllib.parse import quote, unquote
 
 from appliance import admin_status, audit_view
 from appliance.errors import ClientError, Forbidden, NotFound
@@ -60,7 +59,9 @@ def _status_pairs(request: Request[Any, Any, Any], lines: list[str]) -> list[tup
             pairs.append(("", line))
             continue
         key = match.group("a") or match.group("b") or ""
-        pairs.append((t(request, STATUS_KEYS[key]) if key in STATUS_KEYS else key, _status_value(request, match.group("value"))))
+        pairs.append(
+            (t(request, STATUS_KEYS[key]) if key in STATUS_KEYS else key, _status_value(request, match.group("value")))
+        )
     return pairs
 
 
@@ -144,9 +145,7 @@ class AdminPages(Controller):
         return _show_once("enroll", user.email, token)
 
     @post("/users/{user_id:str}/{action:str}", sync_to_thread=True)
-    def act(
-        self, request: Request[Any, Any, Any], user_id: FromPath[str], action: FromPath[str]
-    ) -> Response[Any]:
+    def act(self, request: Request[Any, Any, Any], user_id: FromPath[str], action: FromPath[str]) -> Response[Any]:
         if action not in ACTIONS:
             raise NotFound("no such page")
         accounts = appliance_of(request).accounts

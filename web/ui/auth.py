@@ -141,4 +141,3 @@ class AuthPages(Controller):
         if lang not in i18n.LOCALES:
             return see_other(back)
         return see_other(back, cookies=[cookie(i18n.LANG_COOKIE, lang, max_age=365 * 86400)])
-

@@ -22,7 +22,7 @@ LOCALE_DIR = Path(__file__).resolve().parent.parent / "locales"
 NAMES = {"en": "English", "fr": "Français"}
 
 
-def N_(message: str) -> str:  # noqa: N802 - the usual gettext marker name
+def N_(message: str) -> str:
     """Mark a string for extraction; it is translated where it is shown."""
     return message
 

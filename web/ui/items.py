@@ -12,7 +12,7 @@ from appliance import generator, item_secrets
 from appliance.errors import ClientError, Conflict
 from appliance.items import FIELDS
 from web.deps import serialized
-from web.ui.forms import Form, checked, text
+from web.ui.forms import Form, text
 from web.ui.messages import explain
 from web.ui.render import page, see_other
 from web.ui.session import appliance_of, caller
@@ -51,9 +51,7 @@ class ItemPages(Controller):
             items = app.items.list_items(principal, vault_id)
         needle = query.strip().lower()
         if needle:
-            items = [
-                i for i in items if any(needle in (v or "").lower() for v in (i.title, i.username, i.url))
-            ]
+            items = [i for i in items if any(needle in (v or "").lower() for v in (i.title, i.username, i.url))]
         key = {
             "title": lambda i: (i.title.lower(), i.id),
             "username": lambda i: ((i.username or "").lower(), i.id),
@@ -61,9 +59,7 @@ class ItemPages(Controller):
             "updated": lambda i: (i.updated_at, i.id),
         }[sort]
         items = sorted(items, key=key, reverse=descending)  # type: ignore[arg-type]
-        return page(
-            request, "vault.html", vault=vault, items=items, query=query, sort=sort, descending=descending
-        )
+        return page(request, "vault.html", vault=vault, items=items, query=query, sort=sort, descending=descending)
 
     @get("/vaults/{vault_id:str}/items/new", sync_to_thread=True)
     def new(self, request: Request[Any, Any, Any], vault_id: FromPath[str]) -> Template:
@@ -136,9 +132,7 @@ class ItemPages(Controller):
             found = item_secrets.details(app, principal, item_id)
             vault = app.vaults.get(principal, found.item.vault_id)
         values = {name: getattr(found.item.fields, name) for name in EDITABLE}
-        return page(
-            request, "item_form.html", vault=vault, values=values, item_id=item_id, version=found.item.version
-        )
+        return page(request, "item_form.html", vault=vault, values=values, item_id=item_id, version=found.item.version)
 
     @post("/items/{item_id:str}/edit", sync_to_thread=True)
     def save(self, request: Request[Any, Any, Any], item_id: FromPath[str], data: Form) -> Response[Any]:

@@ -44,9 +44,7 @@ class MemberPages(Controller):
             with serialized(request):
                 appliance_of(request).vaults.add_member(caller(request), vault_id, email, role)
         except ClientError as exc:
-            return self._page(
-                request, vault_id, exc.status, error=explain(request, exc), email=email, chosen_role=role
-            )
+            return self._page(request, vault_id, exc.status, error=explain(request, exc), email=email, chosen_role=role)
         return see_other(f"/vaults/{vault_id}/members", "member_added")
 
     @post("/{user_id:str}/role", sync_to_thread=True)

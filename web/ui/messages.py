@@ -62,9 +62,7 @@ KNOWN = {
         "This item was changed by someone else since you opened it. Your changes are kept below: "
         "review them and save again."
     ),
-    "too many login attempts from this address; try again later": N_(
-        "Too many login attempts from this address."
-    ),
+    "too many login attempts from this address; try again later": N_("Too many login attempts from this address."),
     "too many failed login attempts for this account; try again later": N_(
         "Too many failed login attempts for this account."
     ),
@@ -82,14 +80,20 @@ KNOWN = {
 
 # The domain's messages that carry a value.
 PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"^stale version: the item is at version (?P<n>\d+)$"), KNOWN["stale version: the item changed meanwhile"]),
+    (
+        re.compile(r"^stale version: the item is at version (?P<n>\d+)$"),
+        KNOWN["stale version: the item changed meanwhile"],
+    ),
     (
         re.compile(r"^password must be at least (?P<n>\d+) characters long$"),
         N_("The password must be at least %(n)s characters long."),
     ),
     (re.compile(r"^password is too weak: (?P<reason>.*)$"), N_("The password is too weak: %(reason)s")),
     (re.compile(r"^this needs the (?P<role>\w+) role on the vault$"), N_("This needs the %(role)s role on the vault.")),
-    (re.compile(r"^(?P<what>\w+) is longer than (?P<n>\d+) characters$"), N_("A field is longer than %(n)s characters.")),
+    (
+        re.compile(r"^(?P<what>\w+) is longer than (?P<n>\d+) characters$"),
+        N_("A field is longer than %(n)s characters."),
+    ),
     (
         re.compile(r"^(?P<n>\d+) wrong PINs since the last successful unlock"),
         N_(
