@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from appliance.errors import Conflict, ValidationFailed
 from appliance.items import ItemView
-from appliance.models import User
 from appliance.models import Item as ItemRow
+from appliance.models import User
 from appliance.sessions import Principal
 from appliance.vaults import Role
 

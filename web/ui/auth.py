@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Controller, Request, get, post
+from litestar.params import JSONBody
 from litestar.response import File, Redirect, Response, Template
 
 from appliance.errors import AppError, ClientError, ValidationFailed
@@ -123,7 +124,7 @@ class AuthPages(Controller):
         return see_other("/login", "password_reset")
 
     @post("/ui/strength", sync_to_thread=True)
-    def strength(self, request: Request[Any, Any, Any], data: dict[str, Any]) -> dict[str, Any]:
+    def strength(self, request: Request[Any, Any, Any], data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
         """The estimator's verdict while the person types (the submit checks again)."""
         app = appliance_of(request)
         password = data.get("password") if isinstance(data.get("password"), str) else ""

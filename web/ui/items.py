@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, post
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 from litestar.response import Response, Template
 
 from appliance import generator, item_secrets
@@ -182,7 +182,7 @@ class ItemPages(Controller):
         return see_other(f"/vaults/{vault_id}" if vault_id.isalnum() else "/vaults", "item_deleted")
 
     @post("/ui/generate", sync_to_thread=True)
-    def generate(self, request: Request[Any, Any, Any], data: dict[str, Any]) -> Response[Any]:
+    def generate(self, request: Request[Any, Any, Any], data: JSONBody[dict[str, Any]]) -> Response[Any]:
         """A new random password or passphrase (``secrets``), for the item editor."""
         caller(request)
 
