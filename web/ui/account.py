@@ -33,7 +33,7 @@ class AccountPages(Controller):
     def index(self, request: Request[Any, Any, Any]) -> Template:
         return self._page(request)
 
-    @post("/password", sync_to_thread=True)
+    @post("/password", status_code=200, sync_to_thread=True)
     def change_password(self, request: Request[Any, Any, Any], data: Form) -> Response[Any]:
         app = appliance_of(request)
         new = text(data, "new_password", 2048)
@@ -46,7 +46,7 @@ class AccountPages(Controller):
         # Every session of the account was closed, this one too.
         return see_other("/login", "password_changed", cookies=[expired(SESSION_COOKIE)])
 
-    @post("/sessions/{session_id:str}/revoke", sync_to_thread=True)
+    @post("/sessions/{session_id:str}/revoke", status_code=200, sync_to_thread=True)
     def revoke(self, request: Request[Any, Any, Any], session_id: FromPath[str]) -> Response[Any]:
         with serialized(request):
             principal = caller(request)

@@ -131,7 +131,7 @@ class AdminPages(Controller):
     def users(self, request: Request[Any, Any, Any]) -> Template:
         return self._users(request)
 
-    @post("/users", sync_to_thread=True)
+    @post("/users", status_code=200, sync_to_thread=True)
     def invite(self, request: Request[Any, Any, Any], data: Form) -> Response[Any]:
         email = text(data, "email", 320)
         try:
@@ -144,7 +144,7 @@ class AdminPages(Controller):
             return self._users(request, exc.status, error=explain(request, exc), email=email)
         return _show_once("enroll", user.email, token)
 
-    @post("/users/{user_id:str}/{action:str}", sync_to_thread=True)
+    @post("/users/{user_id:str}/{action:str}", status_code=200, sync_to_thread=True)
     def act(self, request: Request[Any, Any, Any], user_id: FromPath[str], action: FromPath[str]) -> Response[Any]:
         if action not in ACTIONS:
             raise NotFound("no such page")

@@ -44,7 +44,7 @@ class AuthPages(Controller):
     def login_form(self, request: Request[Any, Any, Any]) -> Template:
         return page(request, "login.html")
 
-    @post("/login", sync_to_thread=True)
+    @post("/login", status_code=200, sync_to_thread=True)
     def login(self, request: Request[Any, Any, Any], data: Form) -> Response[Any]:
         app = appliance_of(request)
         email = text(data, "email", 320)
@@ -64,7 +64,7 @@ class AuthPages(Controller):
             return see_other("/login")
         return page(request, "pin.html")
 
-    @post("/login/pin", sync_to_thread=True)
+    @post("/login/pin", status_code=200, sync_to_thread=True)
     def unlock(self, request: Request[Any, Any, Any], data: Form) -> Response[Any]:
         app = appliance_of(request)
         ticket = request.cookies.get(TICKET_COOKIE, "")
@@ -81,7 +81,7 @@ class AuthPages(Controller):
             app.accounts.logout(previous)
         return see_other("/vaults", cookies=[cookie(SESSION_COOKIE, token), expired(TICKET_COOKIE)])
 
-    @post("/logout", sync_to_thread=True)
+    @post("/logout", status_code=200, sync_to_thread=True)
     def logout(self, request: Request[Any, Any, Any]) -> Redirect:
         principal = optional_caller(request)
         if principal is not None:
@@ -97,7 +97,7 @@ class AuthPages(Controller):
     def enroll_form(self, request: Request[Any, Any, Any]) -> Template:
         return page(request, "enroll.html")
 
-    @post("/enroll", sync_to_thread=True)
+    @post("/enroll", status_code=200, sync_to_thread=True)
     def enroll(self, request: Request[Any, Any, Any], data: Form) -> Response[Any]:
         app = appliance_of(request)
         token = text(data, "token", 200).strip()
@@ -113,7 +113,7 @@ class AuthPages(Controller):
     def reset_form(self, request: Request[Any, Any, Any]) -> Template:
         return page(request, "reset.html")
 
-    @post("/reset", sync_to_thread=True)
+    @post("/reset", status_code=200, sync_to_thread=True)
     def reset(self, request: Request[Any, Any, Any], data: Form) -> Response[Any]:
         app = appliance_of(request)
         token = text(data, "token", 200).strip()
@@ -123,7 +123,7 @@ class AuthPages(Controller):
             return page(request, "reset.html", status=exc.status, error=explain(request, exc), token=token)
         return see_other("/login", "password_reset")
 
-    @post("/ui/strength", sync_to_thread=True)
+    @post("/ui/strength", status_code=200, sync_to_thread=True)
     def strength(self, request: Request[Any, Any, Any], data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
         """The estimator's verdict while the person types (the submit checks again)."""
         app = appliance_of(request)
@@ -135,7 +135,7 @@ class AuthPages(Controller):
             return {"ok": False, "reason": explain(request, exc)}
         return {"ok": True, "reason": i18n.t(request, "Strong enough.")}
 
-    @post("/lang", sync_to_thread=False)
+    @post("/lang", status_code=200, sync_to_thread=False)
     def language(self, request: Request[Any, Any, Any], data: Form) -> Redirect:
         lang = text(data, "lang", 8)
         back = local_path(text(data, "next", 2048), "/")

@@ -67,7 +67,7 @@ class ItemPages(Controller):
             vault = appliance_of(request).vaults.get(caller(request), vault_id)
         return page(request, "item_form.html", vault=vault, values={}, item_id=None, version=None)
 
-    @post("/vaults/{vault_id:str}/items", sync_to_thread=True)
+    @post("/vaults/{vault_id:str}/items", status_code=200, sync_to_thread=True)
     def create(self, request: Request[Any, Any, Any], vault_id: FromPath[str], data: Form) -> Response[Any]:
         app = appliance_of(request)
         values = _values(data)
@@ -114,7 +114,7 @@ class ItemPages(Controller):
             revealed=revealed,
         )
 
-    @post("/items/{item_id:str}/reveal", sync_to_thread=True)
+    @post("/items/{item_id:str}/reveal", status_code=200, sync_to_thread=True)
     def reveal(self, request: Request[Any, Any, Any], item_id: FromPath[str], data: Form) -> Response[Any]:
         """The password on an explicit action only, never in a page's first HTML."""
         purpose = text(data, "purpose", 16) or "reveal"
@@ -134,7 +134,7 @@ class ItemPages(Controller):
         values = {name: getattr(found.item.fields, name) for name in EDITABLE}
         return page(request, "item_form.html", vault=vault, values=values, item_id=item_id, version=found.item.version)
 
-    @post("/items/{item_id:str}/edit", sync_to_thread=True)
+    @post("/items/{item_id:str}/edit", status_code=200, sync_to_thread=True)
     def save(self, request: Request[Any, Any, Any], item_id: FromPath[str], data: Form) -> Response[Any]:
         app = appliance_of(request)
         values = _values(data)
@@ -174,14 +174,14 @@ class ItemPages(Controller):
             vault = app.vaults.get(principal, found.item.vault_id)
         return page(request, "item_delete.html", vault=vault, item=found.item, title=found.item.fields.title)
 
-    @post("/items/{item_id:str}/delete", sync_to_thread=True)
+    @post("/items/{item_id:str}/delete", status_code=200, sync_to_thread=True)
     def delete(self, request: Request[Any, Any, Any], item_id: FromPath[str], data: Form) -> Response[Any]:
         vault_id = text(data, "vault_id", 64)
         with serialized(request):
             appliance_of(request).items.delete(caller(request), item_id)
         return see_other(f"/vaults/{vault_id}" if vault_id.isalnum() else "/vaults", "item_deleted")
 
-    @post("/ui/generate", sync_to_thread=True)
+    @post("/ui/generate", status_code=200, sync_to_thread=True)
     def generate(self, request: Request[Any, Any, Any], data: JSONBody[dict[str, Any]]) -> Response[Any]:
         """A new random password or passphrase (``secrets``), for the item editor."""
         caller(request)

@@ -37,7 +37,7 @@ class MemberPages(Controller):
     def index(self, request: Request[Any, Any, Any], vault_id: FromPath[str]) -> Template:
         return self._page(request, vault_id)
 
-    @post("/", sync_to_thread=True)
+    @post("/", status_code=200, sync_to_thread=True)
     def add(self, request: Request[Any, Any, Any], vault_id: FromPath[str], data: Form) -> Response[Any]:
         email, role = text(data, "email", 320), text(data, "role", 16)
         try:
@@ -47,7 +47,7 @@ class MemberPages(Controller):
             return self._page(request, vault_id, exc.status, error=explain(request, exc), email=email, chosen_role=role)
         return see_other(f"/vaults/{vault_id}/members", "member_added")
 
-    @post("/{user_id:str}/role", sync_to_thread=True)
+    @post("/{user_id:str}/role", status_code=200, sync_to_thread=True)
     def change_role(
         self, request: Request[Any, Any, Any], vault_id: FromPath[str], user_id: FromPath[str], data: Form
     ) -> Response[Any]:
@@ -72,7 +72,7 @@ class MemberPages(Controller):
             return see_other(f"/vaults/{vault_id}/members")
         return page(request, "member_remove.html", vault=vault, member=member)
 
-    @post("/{user_id:str}/remove", sync_to_thread=True)
+    @post("/{user_id:str}/remove", status_code=200, sync_to_thread=True)
     def remove(self, request: Request[Any, Any, Any], vault_id: FromPath[str], user_id: FromPath[str]) -> Response[Any]:
         try:
             with serialized(request):

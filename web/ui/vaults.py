@@ -31,7 +31,7 @@ class VaultPages(Controller):
         caller(request)
         return page(request, "vault_new.html")
 
-    @post("/", sync_to_thread=True)
+    @post("/", status_code=200, sync_to_thread=True)
     def create(self, request: Request[Any, Any, Any], data: Form) -> Response[Any]:
         name = text(data, "name", 400)
         try:
@@ -47,7 +47,7 @@ class VaultPages(Controller):
             vault = appliance_of(request).vaults.get(caller(request), vault_id)
         return page(request, "vault_settings.html", vault=vault)
 
-    @post("/{vault_id:str}/rename", sync_to_thread=True)
+    @post("/{vault_id:str}/rename", status_code=200, sync_to_thread=True)
     def rename(self, request: Request[Any, Any, Any], vault_id: FromPath[str], data: Form) -> Response[Any]:
         app = appliance_of(request)
         name = text(data, "name", 400)
@@ -68,7 +68,7 @@ class VaultPages(Controller):
             vault = appliance_of(request).vaults.get(caller(request), vault_id)
         return page(request, "vault_delete.html", vault=vault)
 
-    @post("/{vault_id:str}/delete", sync_to_thread=True)
+    @post("/{vault_id:str}/delete", status_code=200, sync_to_thread=True)
     def delete(self, request: Request[Any, Any, Any], vault_id: FromPath[str]) -> Response[Any]:
         with serialized(request):
             appliance_of(request).vaults.delete(caller(request), vault_id)
