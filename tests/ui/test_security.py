@@ -12,6 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from tests.support import Server
 from tests.ui.support import PASSWORD, PIN, Lab, enroll, login, new_context, start_lab
 
 CSP = (
@@ -89,6 +90,14 @@ def test_session_cookie_attributes_and_new_id_each_login(lab, browser):
     with httpx.Client(base_url=lab.url) as http:
         assert http.get("/vaults", headers={"Cookie": f"__Host-coffre_session={second}"}).status_code == 303
     context.close()
+
+    # http://localhost is a secure context too: the `__Host-` cookies are kept there.
+    other = new_context(browser)
+    page = other.new_page()
+    page.goto(lab.url.replace("127.0.0.1", "localhost") + "/login")
+    kept = {(c["name"], c["domain"], c["secure"]) for c in other.cookies()}
+    assert ("__Host-coffre_csrf", "localhost", True) in kept
+    other.close()
 
 
 @pytest.mark.slow
@@ -230,3 +239,27 @@ def test_login_rate_limit_says_when_to_retry(tmp_path, browser):
         context.close()
     finally:
         lab.server.stop()
+
+
+@pytest.mark.slow
+def test_hsm_unavailable_is_a_503_page(strict_lab, browser, tmp_path):
+    broken = tmp_path / "broken.toml"
+    broken.write_text(
+        strict_lab.config.read_text().replace("/usr/lib/softhsm/libsofthsm2.so", str(tmp_path / "gone.so"))
+    )
+    server = Server(broken, tmp_path / "server.log").start(wait_healthy=False)
+    try:
+        context = new_context(browser)
+        page = context.new_page()
+        page.goto(server.url + "/login")
+        page.get_by_label("Email", exact=True).fill("anyone@example.com")
+        page.get_by_label("Password", exact=True).fill(PASSWORD)
+        with page.expect_response(lambda r: r.request.method == "POST") as answer:
+            page.get_by_role("button", name="Log in", exact=True).click()
+        assert answer.value.status == 503
+        assert answer.value.headers["retry-after"] == "5"
+        assert "HSM or the database is unavailable" in page.locator("main").inner_text()
+        assert "Traceback" not in page.content()
+        context.close()
+    finally:
+        server.stop()
