@@ -11,7 +11,7 @@ ADMIN_EMAIL ?= admin@coffre.local
 UI_TOOLS := tests/ui/node_modules/axe-core/axe.min.js
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: install system-deps run test lint typecheck test-core test-provisioning bench clean i18n
+.PHONY: install system-deps run test lint typecheck test-core test-provisioning bench clean i18n screenshots
 
 # Debian packages: SoftHSM2; Chromium (driven by Playwright in tests/ui, never downloaded
 # by Playwright itself); Node.js + npm (axe-core for the accessibility test).
@@ -38,6 +38,10 @@ $(BIN)/coffre: pyproject.toml
 	@touch $(BIN)/coffre
 
 install: system-deps $(BIN)/coffre $(UI_TOOLS)
+
+# Retake docs/screenshots/*.png (the browser tests take them when asked).
+screenshots: install
+	COFFRE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/ui -q -p no:cacheprovider
 
 # Refresh the message catalogs after changing a page's text (then translate web/locales/fr).
 i18n: install

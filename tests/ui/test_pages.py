@@ -155,3 +155,27 @@ def test_search_sort_and_remembered_sort(lab, browser):
     # Without the script, the server filters.
     assert "Bravo" not in page.goto(vault + "?q=alp").text()
     ctx.close()
+
+
+@pytest.mark.slow
+def test_enrollment_shows_the_estimators_reason_live_and_on_refusal(lab, browser):
+    context = new_context(browser)
+    page = context.new_page()
+    page.goto(f"{lab.url}/enroll#token={lab.invite('weak@example.com')}")
+    page.get_by_label("Password", exact=True).fill("short")
+    expect(page.locator("#strength")).to_contain_text("at least 12 characters")
+    page.get_by_label("Password", exact=True).fill("passwordpassword")
+    expect(page.locator("#strength")).to_contain_text("too weak")
+    page.get_by_label("PIN", exact=True).fill("123456")
+    page.get_by_label("Confirm PIN", exact=True).fill("123456")
+    with page.expect_response(lambda r: r.request.method == "POST") as refused:
+        page.get_by_role("button", name="Enroll", exact=True).click()
+    assert refused.value.status == 422
+    assert "too weak" in page.locator("[role=alert]").inner_text()
+    page.get_by_label("Password", exact=True).fill("Orchard velvet compass 31 tundra")
+    expect(page.locator("#strength")).to_have_text("Strong enough.")
+    page.get_by_label("PIN", exact=True).fill("123456")
+    page.get_by_label("Confirm PIN", exact=True).fill("654321")
+    page.get_by_role("button", name="Enroll", exact=True).click()
+    assert "The two PINs differ." in page.locator("[role=alert]").inner_text()
+    context.close()
