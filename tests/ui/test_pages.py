@@ -86,6 +86,7 @@ def test_edit_conflict_keeps_what_was_typed(lab, browser):
     page.get_by_role("link", name="New vault").click()
     page.get_by_label("Name", exact=True).fill("Edits")
     page.get_by_role("button", name="Create", exact=True).click()
+    vault = page.url
     page.get_by_role("link", name="New item").click()
     page.get_by_label("Title", exact=True).fill("Switch")
     page.get_by_label("Password", exact=True).fill("switch-pass-1")
@@ -110,8 +111,15 @@ def test_edit_conflict_keeps_what_was_typed(lab, browser):
     second.get_by_role("button", name="Reveal", exact=True).click()
     expect(second.locator("#secret")).to_have_text("switch-pass-1")  # kept: the form never held it
 
-    # Rename, the last administrator, delete with the vault named.
-    page.get_by_role("link", name="Edits").click()
+    # Delete the item (a confirmation that names it), then rename, the last administrator,
+    # delete the vault (a confirmation that names it).
+    page.goto(item)
+    page.get_by_role("link", name="Delete").click()
+    assert "Switch" in page.locator("h1").inner_text()
+    page.get_by_role("button", name="Delete item").click()
+    expect(page.locator("[role=status]")).to_contain_text("Item deleted.")
+    assert page.goto(item).status == 404
+    page.goto(vault)
     page.get_by_role("link", name="Settings").click()
     page.get_by_label("Name", exact=True).fill("Edits renamed")
     page.get_by_role("button", name="Rename", exact=True).click()
@@ -127,7 +135,6 @@ def test_edit_conflict_keeps_what_was_typed(lab, browser):
     page.get_by_role("button", name="Delete “Edits renamed”").click()
     page.wait_for_url("**/vaults")
     assert "Edits renamed" not in page.locator("main").inner_text()
-    assert page.goto(item).status == 404
     ctx.close()
 
 
