@@ -44,3 +44,9 @@ def test_revoking_is_audited(client, app):
     with app.db.read() as db:
         events = [e for (e,) in db.execute(select(AuditEntry.event))]
     assert "session.revoked" in events
+
+
+def test_openapi_lists_the_api_not_the_pages(client):
+    paths = client.get("/schema/openapi.json").json()["paths"]
+    assert "/api/v1/me/sessions" in paths and "/api/v1/me/sessions/{session_id}" in paths
+    assert all(p.startswith(("/api/", "/healthz")) for p in paths), sorted(paths)
