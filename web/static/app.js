@@ -182,7 +182,7 @@
         row.hidden = !match;
         if (match) { shown += 1; }
       });
-      if (count) { count.textContent = count.textContent.replace(/^\d+/, String(shown)); }
+      if (count) { count.textContent = count.textContent.replace(/\d+/, String(shown)); }
     });
   });
 
