@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import CursorResult, and_, bindparam, delete, select, update
 
 from appliance.errors import Conflict, IntegrityFailure, NotFound, ValidationFailed
+from appliance.integrity import audits_integrity
 from appliance.models import Item, VaultMember
 from appliance.sessions import Principal
 from appliance.tokens import is_id, new_id
@@ -126,6 +127,8 @@ _ITEM_WITH_MEMBER = (
         VaultMember.wrapped_key.label("m_wrapped_key"),
         VaultMember.wrapped_key_mac.label("m_wrapped_key_mac"),
         VaultMember.key_version.label("m_key_version"),
+        VaultMember.row_mac.label("m_row_mac"),
+        VaultMember.anchor_bucket.label("m_anchor_bucket"),
     )
     .join(VaultMember, and_(VaultMember.vault_id == Item.vault_id, VaultMember.user_id == bindparam("uid")))
     .where(Item.id == bindparam("iid"))
@@ -154,9 +157,11 @@ class Items:
             wrapped_key=values.pop("m_wrapped_key"),
             wrapped_key_mac=values.pop("m_wrapped_key_mac"),
             key_version=values.pop("m_key_version"),
+            row_mac=values.pop("m_row_mac"),
+            anchor_bucket=values.pop("m_anchor_bucket"),
         )
         item = Item(**values)
-        self.app.vaults.check_role(member, at_least)
+        member = self.app.vaults.checked_membership(db, principal, member, at_least)
         return item, member
 
     def _opened(
@@ -178,6 +183,7 @@ class Items:
                 )
             raise IntegrityFailure() from None
 
+    @audits_integrity
     def create(self, principal: Principal, vault_id: str, values: dict[str, Any]) -> ItemView:
         fields = ItemFields.validate(values)
         item_id = new_id()
@@ -215,6 +221,7 @@ class Items:
                 )
         return ItemView(item_id, vault_id, 1, fields, now, now)
 
+    @audits_integrity
     def list_items(self, principal: Principal, vault_id: str) -> list[ItemSummary]:
         with self.app.db.read() as db:
             member = self.app.vaults.membership(db, principal, vault_id, Role.READ)
@@ -249,6 +256,7 @@ class Items:
                 )
         return sorted(out, key=lambda s: (s.title.lower(), s.id))
 
+    @audits_integrity
     def get(self, principal: Principal, item_id: str) -> ItemView:
         with self.app.db.read() as db:
             item, member = self._member_for_item(db, principal, item_id, Role.READ)
@@ -274,6 +282,7 @@ class Items:
             item.updated_at,
         )
 
+    @audits_integrity
     def update(self, principal: Principal, item_id: str, values: dict[str, Any], version: Any) -> ItemView:
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise ValidationFailed("version must be a positive integer (the version you read)")
@@ -309,6 +318,7 @@ class Items:
                 )
         return ItemView(item.id, item.vault_id, new_version, fields, item.created_at, now)
 
+    @audits_integrity
     def delete(self, principal: Principal, item_id: str) -> None:
         with self.app.keystore.work() as work, self.app.db.write() as db:
             item, _ = self._member_for_item(db, principal, item_id, Role.WRITE)

@@ -126,7 +126,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     app = _appliance(args)
     try:
         with app.keystore.work() as work, app.db.read() as db:
-            result = verify(db, work, args.head)
+            result = verify(db, work, args.head, app.integrity.deployment())
     finally:
         app.close()
     if result.ok:

@@ -533,7 +533,9 @@ class Work:
         body = public.wrap_key(data_key, mechanism=Mechanism.RSA_PKCS_OAEP, mechanism_param=(hash_mech, mgf, None))
         return Envelope(algorithm, MEMBER_KEY_REF, b"", bytes(body)).encode()
 
-    def unwrap_with_private_key(self, private_key: Any, blob: bytes) -> Any:
+    def unwrap_with_private_key(self, private_key: Any, blob: bytes, extractable: bool = False) -> Any:
+        """Unwrap a data key into the token. Not extractable unless the caller must
+        wrap it again (for a new member); never readable (sensitive) either way."""
         envelope = Envelope.decode(blob)
         if envelope.algorithm not in _OAEP:
             raise DecryptionFailed()
@@ -547,7 +549,7 @@ class Work:
                     mechanism=Mechanism.RSA_PKCS_OAEP,
                     mechanism_param=(hash_mech, mgf, None),
                     capabilities=0,
-                    template=templates.data_key(),
+                    template=templates.data_key(extractable),
                 )
             )
         except _OPEN_FAILURES as exc:

@@ -118,18 +118,19 @@ def imported_public_key(modulus: bytes, exponent: bytes) -> dict[Attribute, Any]
     }
 
 
-def data_key() -> dict[Attribute, Any]:
+def data_key(extractable: bool = True) -> dict[Attribute, Any]:
     """A vault key (AES-256) inside the token: session object, sensitive.
 
-    Extractable so that it can be wrapped for another member's public key; its
-    value is never readable in clear (SENSITIVE).
+    A new key is extractable so that it can be wrapped for its members; a copy
+    unwrapped to read or write items is not. Its value is never readable in clear
+    (SENSITIVE) either way.
     """
     return {
         **_NO_CAPABILITIES,
         Attribute.TOKEN: False,
         Attribute.PRIVATE: True,
         Attribute.SENSITIVE: True,
-        Attribute.EXTRACTABLE: True,
+        Attribute.EXTRACTABLE: extractable,
         Attribute.ENCRYPT: True,
         Attribute.DECRYPT: True,
     }

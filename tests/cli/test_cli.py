@@ -151,12 +151,51 @@ def test_kek_rotation_reseals_without_any_user_secret(audited):
     assert run_cli(audited, "audit", "verify").returncode == 0
 
 
-def test_audit_verify_against_a_recorded_head_detects_a_rewritten_tail(audited):
-    head = run_cli(audited, "audit", "verify").stdout.split("head MAC ")[1].strip()
-    with _audit_rows(audited) as db:  # cut the last entry and make the head row agree
+def test_audit_verify_detects_a_cut_tail_with_a_rewritten_head(audited):
+    """The review's finding: cut the tail and make the head row agree. The head row
+    carries a MAC under the audit root now, so a rewritten head is caught."""
+    with _audit_rows(audited) as db:
         db.execute("delete from audit_log where seq = (select max(seq) from audit_log)")
         seq, mac = db.execute("select seq, mac from audit_log order by seq desc limit 1").fetchone()
         db.execute("update audit_head set seq = ?, mac = ?", (seq, mac))
+    result = run_cli(audited, "audit", "verify")
+    assert result.returncode == 1
+    assert "head row was modified" in result.stderr
+
+
+def test_audit_verify_detects_a_deleted_head_row(audited):
+    with _audit_rows(audited) as db:
+        db.execute("delete from audit_log where seq = (select max(seq) from audit_log)")
+        db.execute("delete from audit_head")
+    result = run_cli(audited, "audit", "verify")
+    assert result.returncode == 1
+    assert "head row is missing" in result.stderr
+
+
+def test_audit_verify_detects_an_emptied_log(audited):
+    with _audit_rows(audited) as db:
+        db.execute("delete from audit_log")
+        db.execute("update audit_head set seq = 0, mac = ?, head_mac = NULL", ("0" * 64,))
+    result = run_cli(audited, "audit", "verify")
+    assert result.returncode == 1
+    assert "empty" in result.stderr and "genesis" in result.stderr
+
+
+def test_init_writes_the_genesis_entry_first(audited):
+    with _audit_rows(audited) as db:
+        assert db.execute("select event from audit_log where seq = 1").fetchone()[0] == "audit.genesis"
+
+
+def test_audit_verify_against_a_recorded_head_detects_a_rolled_back_head(audited):
+    """Cut the tail and put back a genuine older head row (from a backup): its MAC
+    verifies, so only a head MAC recorded outside the appliance tells."""
+    with _audit_rows(audited) as db:
+        old_head = db.execute("select seq, mac, head_mac from audit_head").fetchone()
+    assert run_cli(audited, "user", "invite", "late@example.com").returncode == 0
+    head = run_cli(audited, "audit", "verify").stdout.split("head MAC ")[1].strip()
+    with _audit_rows(audited) as db:
+        db.execute("delete from audit_log where seq > ?", (old_head[0],))
+        db.execute("update audit_head set seq = ?, mac = ?, head_mac = ?", old_head)
     assert run_cli(audited, "audit", "verify").returncode == 0  # invisible without an anchor...
     result = run_cli(audited, "audit", "verify", "--head", head)
     assert result.returncode == 1  # ...but not against the head recorded earlier
