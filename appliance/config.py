@@ -44,6 +44,8 @@ class CryptoSettings:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 1
+    # A user's key pair is replaced at the first unlock after it is this old (0: never).
+    user_key_max_age_days: int = 365
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 # Numeric settings that may be 0 (every other one must be at least 1).
-_MAY_BE_ZERO = {"cache_entries", "password_min_score"}
+_MAY_BE_ZERO = {"cache_entries", "password_min_score", "user_key_max_age_days"}
 
 
 def _check_number(section: str, name: str, default: Any, value: Any) -> None:

@@ -15,6 +15,7 @@ from appliance.login import Login
 from appliance.passwords import PasswordHasher
 from appliance.ratelimit import RateLimiter
 from appliance.sessions import Sessions
+from appliance.userkeys import UserKeys
 from appliance.vaults import Vaults
 from hsm.keystore import Keystore
 
@@ -32,6 +33,7 @@ class Appliance:
         self.sessions = Sessions(self)
         self.accounts = Accounts(self)
         self.login = Login(self)
+        self.userkeys = UserKeys(self)
         self.vaults = Vaults(self)
         self.items = Items(self)
 

@@ -17,7 +17,8 @@ What a database writer cannot do here (docs/security.md, "database writer"):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import delete, select
 
@@ -26,13 +27,15 @@ from appliance.errors import AppError, Locked, Unauthorized
 from appliance.integrity import USER, BrokenRow, Domain, audits_integrity, macs
 from appliance.models import LoginTicket, User
 from appliance.passwords import check_pin_format
-from appliance.sessions import Principal
+from appliance.sessions import Principal, user_key_context
 from appliance.tokens import TICKET_PREFIX, new_opaque, opaque_hash
 from hsm.errors import DecryptionFailed
 from hsm.keystore import Work
 
 if TYPE_CHECKING:
     from appliance.core import Appliance
+
+T = TypeVar("T")
 
 BAD_LOGIN = "invalid email or password"
 BAD_TICKET = "invalid or expired login ticket"
@@ -181,21 +184,38 @@ class Login:
         return self._try_pin(user.id, pin_key, client_addr)
 
     def _try_pin(self, user_id: str, pin_key: bytes, client_addr: str | None) -> tuple[str, float]:
+        def open_session(db: Any, work: Work, user: User) -> tuple[str, float]:
+            if self.app.userkeys.rotation_due(user):
+                reason = "requested" if user.key_rotation_due else "age"
+                self.app.sessions.revoke_user(db, work, user.id)  # they hold the old private key
+                self.app.userkeys.rotate(db, work, user, pin_key, pin_key, reason)
+            token, expires = self.app.sessions.create(db, work, user, pin_key, client_addr)
+            self.app.audit.append(db, work, "login.ok", actor=user.id, target=user.id, client_addr=client_addr)
+            return token, expires
+
+        return self.with_pin_attempt(user_id, pin_key, client_addr, open_session)
+
+    def with_pin_attempt(
+        self, user_id: str, pin_key: bytes, client_addr: str | None, on_success: Callable[[Any, Work, User], T]
+    ) -> T:
+        """Check a PIN (its key) against the user's private key, counting it: a
+        wrong one moves the failure counts (and may lock the account), a right one
+        clears them and runs ``on_success`` in the same transaction."""
         with self.app.keystore.work() as work, self.app.db.write() as db:
-            # Anchor locks in one order everywhere (users, sessions, vaults): no deadlock.
+            # Anchor locks in one order everywhere (users, vaults, sessions): no deadlock.
             self.app.integrity.lock(db, Domain.USERS)
-            # Locked row: concurrent unlocks of one account are counted one by one.
+            # Locked row: concurrent attempts on one account are counted one by one.
             fresh = db.execute(select(User).where(User.id == user_id).with_for_update()).scalar_one_or_none()
             if fresh is None:
                 raise Unauthorized(BAD_TICKET)
             fresh = self.app.integrity.require(db, work, USER, fresh, actor=user_id, client_addr=client_addr)
-            if fresh is None or fresh.status != "active":
+            if fresh is None or fresh.status != "active" or fresh.private_key_blob is None:
                 raise Unauthorized(BAD_TICKET)
             refusal = self._refusal(fresh)
             if refusal is not None:
                 raise refusal[1]
             try:
-                token, expires = self.app.sessions.create(db, work, fresh, pin_key, client_addr)
+                work.open_private_key(fresh.private_key_blob, user_key_context(fresh.id), pin_key)
             except DecryptionFailed:
                 self._count_failure(db, work, fresh, client_addr)
                 db.commit()
@@ -208,8 +228,7 @@ class Login:
                 with self.app.accounts.change_user(db, work, fresh.id, fresh.id, client_addr) as row:
                     row.failed_pin_count = 0
                     row.pin_failures_since_success = 0
-            self.app.audit.append(db, work, "login.ok", actor=fresh.id, target=fresh.id, client_addr=client_addr)
-            return token, expires
+            return on_success(db, work, fresh)
 
     def _count_failure(self, db: Any, work: Work, user: User, client_addr: str | None) -> None:
         rules = self.app.settings.security

@@ -100,6 +100,9 @@ def cmd_user(args: argparse.Namespace) -> int:
                 token = app.accounts.reset_password(None, user_id)
                 print(f"password reset token for {args.email} (single use; the PIN is still required):")
                 print(token)
+            elif args.user_cmd == "rotate-key":
+                app.userkeys.request_rotation(None, user_id)
+                print(f"rotate-key: {args.email} gets a new key pair at their next unlock")
             else:
                 actions[args.user_cmd](None, user_id)
                 print(f"{args.user_cmd}: {args.email}")
@@ -191,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("disable", "disable and end sessions"),
         ("enable", "enable again"),
         ("reset-password", "issue a password reset token"),
+        ("rotate-key", "replace the user's key pair at their next unlock"),
     ):
         q = usub.add_parser(name, parents=[common], help=text)
         q.add_argument("email")

@@ -57,6 +57,11 @@ class PasswordChangeIn(In):
     new_password: str
 
 
+class PinChangeIn(In):
+    current_pin: str
+    new_pin: str
+
+
 class PasswordResetIn(In):
     token: str
     new_password: str

@@ -74,7 +74,9 @@ def test_a_ticket_mac_copied_from_another_ticket_does_not_unlock(client, app):
 def test_lowering_the_pin_failure_counts_is_refused(client, app):
     new_user(client, app, "victim@example.com")
     for _ in range(3):
-        assert _unlock(client, _ticket(client, "victim@example.com").json()["login_ticket"], "000000").status_code == 401
+        assert (
+            _unlock(client, _ticket(client, "victim@example.com").json()["login_ticket"], "000000").status_code == 401
+        )
     with app.db.write() as db:  # the review's attack: a large negative counter
         db.execute(
             update(User)
@@ -226,7 +228,9 @@ def test_a_session_row_written_for_someone_else_is_refused(client, app):
     mallory = new_user(client, app, "mallory@example.com")
     admin_id = _user(app, "admin@example.com").id
     with app.db.write() as db:
-        db.execute(update(Session).where(Session.user_id == _user(app, "mallory@example.com").id).values(user_id=admin_id))
+        db.execute(
+            update(Session).where(Session.user_id == _user(app, "mallory@example.com").id).values(user_id=admin_id)
+        )
     assert client.get("/api/v1/users", headers=mallory).status_code == 500
 
 
@@ -246,7 +250,9 @@ def test_a_removed_member_restored_from_an_older_copy_reads_nothing_new(client, 
     bob_id = _user(app, "bob@example.com").id
     with app.db.read() as db:  # the attacker's older copy
         old_vault = _row(db, Vault, vault)
-        old_members = [{c.name: getattr(m, c.name) for c in VaultMember.__table__.columns} for m in db.query(VaultMember)]
+        old_members = [
+            {c.name: getattr(m, c.name) for c in VaultMember.__table__.columns} for m in db.query(VaultMember)
+        ]
         old_items = [{c.name: getattr(i, c.name) for c in Item.__table__.columns} for i in db.query(Item)]
     assert client.delete(f"/api/v1/vaults/{vault}/members/{bob_id}", headers=admin).status_code == 204
     new = client.post(f"/api/v1/vaults/{vault}/items", json={"title": "new", "password": "after"}, headers=admin)
