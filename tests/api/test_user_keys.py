@@ -75,7 +75,7 @@ def test_a_wrong_current_pin_counts_like_a_wrong_pin_at_unlock(client, app):
 
 def test_an_administrator_asks_and_the_pair_rotates_at_the_next_unlock(client, app):
     admin = new_user(client, app, "admin@example.com", admin=True)
-    alice, bob, vault, item = _setup(client, app)
+    _, bob, _, item = _setup(client, app)
     bob_id = _user(app, "bob@example.com").id
     generation = _user(app, "bob@example.com").key_generation
     r = client.post(f"/api/v1/users/{bob_id}/rotate-key", headers=admin)
