@@ -185,8 +185,8 @@ class Login:
 
     def _try_pin(self, user_id: str, pin_key: bytes, client_addr: str | None) -> tuple[str, float]:
         def open_session(db: Any, work: Work, user: User) -> tuple[str, float]:
-            if self.app.userkeys.rotation_due(user):
-                reason = "requested" if user.key_rotation_due else "age"
+            reason = self.app.userkeys.rotation_due(work, user)
+            if reason is not None:
                 self.app.sessions.revoke_user(db, work, user.id)  # they hold the old private key
                 self.app.userkeys.rotate(db, work, user, pin_key, pin_key, reason)
             token, expires = self.app.sessions.create(db, work, user, pin_key, client_addr)

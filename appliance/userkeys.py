@@ -37,6 +37,7 @@ from appliance.passwords import check_pin_format
 from appliance.sessions import Principal, session_context, user_key_context
 from hsm.errors import DecryptionFailed
 from hsm.keystore import Work
+from hsm.private_keys import FORMAT_TOKEN_WRAPPED
 
 if TYPE_CHECKING:
     from appliance.core import Appliance
@@ -48,13 +49,17 @@ class UserKeys:
     def __init__(self, app: Appliance) -> None:
         self.app = app
 
-    def rotation_due(self, user: User) -> bool:
+    def rotation_due(self, work: Work, user: User) -> str | None:
+        """Why ``user``'s pair must be replaced now, or None."""
         if user.key_rotation_due:
-            return True
+            return "requested"
+        assert user.private_key_blob is not None
+        if work.private_key_format(user.private_key_blob, user_key_context(user.id)) != FORMAT_TOKEN_WRAPPED:
+            return "format"  # wrapped before the token's unwrap template guarded it
         max_age = self.app.settings.crypto.user_key_max_age_days
         if max_age <= 0 or user.key_created_at is None:
-            return False
-        return self.app.clock() - user.key_created_at >= max_age * DAY
+            return None
+        return "age" if self.app.clock() - user.key_created_at >= max_age * DAY else None
 
     def rotate(self, db: Any, work: Work, user: User, old_inner: bytes, new_inner: bytes, reason: str) -> int:
         """Give ``user`` (a checked row inside ``db``'s transaction) a new key pair,

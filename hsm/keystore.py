@@ -23,7 +23,7 @@ from typing import Any
 from pkcs11 import MGF, Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
 from pkcs11.mechanisms import GCMParams
-from pkcs11.util.rsa import decode_rsa_public_key, encode_rsa_public_key
+from pkcs11.util.rsa import decode_rsa_public_key
 
 from hsm import templates
 from hsm.config import HsmConfig
@@ -289,6 +289,9 @@ class Work:
         the others are destroyed, so all nodes converge on one key."""
         label = label_for(kind, version)
         key_id = os.urandom(16)
+        if kind is RootKind.UKW:
+            self._create_ukw(label, key_id)
+            return self._deduplicate(label)
         if kind is RootKind.KEK:
             key_type, bits, mechanism = KeyType.AES, 256, Mechanism.AES_KEY_GEN
             template = templates.root_aes_kek(label)
@@ -298,6 +301,32 @@ class Work:
         self.session.generate_key(
             key_type, bits, id=key_id, label=label, store=True, capabilities=0, mechanism=mechanism, template=template
         )
+        return self._deduplicate(label)
+
+    def _create_ukw(self, label: str, key_id: bytes) -> None:
+        """The user-key wrapping root: its unwrap template makes every private key it
+        unwraps sensitive and non-extractable (``hsm/policy.py`` probes whether the
+        token enforces it). A token that does not know the attribute gets the key
+        without it, and `coffre status` says so."""
+        from hsm.templated import generate_aes_with_unwrap_template
+
+        try:
+            generate_aes_with_unwrap_template(
+                self, label.encode("ascii"), key_id, True, {"SENSITIVE": True, "EXTRACTABLE": False}
+            )
+        except (p11.AttributeTypeInvalid, p11.AttributeValueInvalid, p11.TemplateInconsistent):
+            self.session.generate_key(
+                KeyType.AES,
+                256,
+                id=key_id,
+                label=label,
+                store=True,
+                capabilities=0,
+                mechanism=Mechanism.AES_KEY_GEN,
+                template=templates.root_aes_ukw(label),
+            )
+
+    def _deduplicate(self, label: str) -> str:
         copies = self._copies(label)
         for extra in copies[1:]:
             try:
@@ -320,7 +349,7 @@ class Work:
         parsed = parse_label(label)
         if parsed is None:
             raise KeyNotFound(f"not a root key label: {label}")
-        key_type = KeyType.AES if parsed[0] is RootKind.KEK else KeyType.GENERIC_SECRET
+        key_type = KeyType.AES if parsed[0] in (RootKind.KEK, RootKind.UKW) else KeyType.GENERIC_SECRET
         try:
             obj = self.session.get_key(object_class=ObjectClass.SECRET_KEY, key_type=key_type, label=label)
         except p11.NoSuchKey as exc:
@@ -363,8 +392,8 @@ class Work:
 
     def mac(self, kind: RootKind, data: bytes, label: str | None = None) -> tuple[str, bytes]:
         """HMAC-SHA256 under a root MAC key (the newest version unless ``label``)."""
-        if kind is RootKind.KEK:
-            raise ValueError("the KEK does not MAC")
+        if kind in (RootKind.KEK, RootKind.UKW):
+            raise ValueError(f"the {kind.value} root does not MAC")
         if label is not None and (parse_label(label) or (None,))[0] is not kind:
             raise RootKeyMissing(f"{label} is not a {kind.value} key")
         label = label or self.current_label(kind)
@@ -433,56 +462,12 @@ class Work:
             raise DecryptionFailed()
         return self._gcm_decrypt(data_key, envelope, context)
 
-    # -- caller-held wrapping keys (PIN-derived, session-derived) ---------------
-
-    def _import_wrapping_key(self, value: bytes) -> Any:
-        if len(value) != 32:
-            raise ValueError("wrapping keys are 256-bit")
-        return self._temp(self.session.create_object(templates.caller_wrapping_key(value)))
-
-    def _wrap_private(self, wrapping: Any, private_key: Any, key_ref: str) -> bytes:
-        body = wrapping.wrap_key(private_key, mechanism=Mechanism.AES_KEY_WRAP_PAD)
-        return Envelope(Algorithm.AES_KEY_WRAP_PAD, key_ref, b"", bytes(body)).encode()
-
-    def _unwrap_private(self, wrapping: Any, blob: bytes, extractable: bool) -> Any:
-        envelope = Envelope.decode(blob)
-        if envelope.algorithm is not Algorithm.AES_KEY_WRAP_PAD:
-            raise DecryptionFailed()
-        try:
-            return wrapping.unwrap_key(
-                ObjectClass.PRIVATE_KEY,
-                KeyType.RSA,
-                envelope.body,
-                mechanism=Mechanism.AES_KEY_WRAP_PAD,
-                capabilities=0,
-                template=templates.user_private_key(extractable),
-            )
-        except _OPEN_FAILURES as exc:
-            raise DecryptionFailed() from exc
-
-    # -- user key pairs ---------------------------------------------------------
+    # -- user key pairs (hsm/private_keys.py) -------------------------------------
 
     def generate_user_keypair(self, bits: int, inner_key: bytes, context: bytes) -> tuple[bytes, bytes]:
-        """Generate an RSA key pair in the token.
+        from hsm import private_keys
 
-        Returns the public key (PKCS#1 DER) and the private key wrapped twice:
-        AES-KWP under ``inner_key`` (derived from the user's PIN), then sealed
-        under the KEK with ``context`` as associated data.
-        """
-        public, private = self.session.generate_keypair(
-            KeyType.RSA,
-            bits,
-            store=False,
-            capabilities=0,
-            mechanism=Mechanism.RSA_PKCS_KEY_PAIR_GEN,
-            public_template=templates.user_public_key(bits),
-            private_template=templates.user_private_key(extractable=True),
-        )
-        self._temp(public)
-        self._temp(private)
-        der = bytes(encode_rsa_public_key(public))
-        inner = self._wrap_private(self._import_wrapping_key(inner_key), private, PIN_KEY_REF)
-        return der, self.seal(inner, context)
+        return private_keys.generate(self, bits, inner_key, context)
 
     def rewrap_private_key(
         self,
@@ -493,18 +478,19 @@ class Work:
         new_context: bytes,
         new_key_ref: str,
     ) -> bytes:
-        """Open the private key with one caller key and wrap it under another,
-        without its value leaving the token. Raises ``DecryptionFailed`` when
-        ``old_inner_key`` is wrong (e.g. a wrong PIN)."""
-        inner = self.unseal(blob, context)
-        private = self._temp(self._unwrap_private(self._import_wrapping_key(old_inner_key), inner, True))
-        rewrapped = self._wrap_private(self._import_wrapping_key(new_inner_key), private, new_key_ref)
-        return self.seal(rewrapped, new_context)
+        from hsm import private_keys
+
+        return private_keys.rewrap(self, blob, context, old_inner_key, new_inner_key, new_context, new_key_ref)
 
     def open_private_key(self, blob: bytes, context: bytes, inner_key: bytes) -> Any:
-        """Unwrap a private key into the token for use (not extractable)."""
-        inner = self.unseal(blob, context)
-        return self._temp(self._unwrap_private(self._import_wrapping_key(inner_key), inner, False))
+        from hsm import private_keys
+
+        return private_keys.open_for_use(self, blob, context, inner_key)
+
+    def private_key_format(self, blob: bytes, context: bytes) -> str:
+        from hsm import private_keys
+
+        return private_keys.blob_format(self, blob, context)
 
     # -- data keys (vault keys) -------------------------------------------------
 

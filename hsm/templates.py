@@ -35,6 +35,23 @@ def root_aes_kek(label: str) -> dict[Attribute, Any]:
     }
 
 
+def root_aes_ukw(label: str) -> dict[Attribute, Any]:
+    """The user-key wrapping root on a token without ``CKA_UNWRAP_TEMPLATE``
+    (where it has it, ``hsm/templated.py`` makes the key with the template)."""
+    return {
+        **_NO_CAPABILITIES,
+        Attribute.LABEL: label,
+        Attribute.TOKEN: True,
+        Attribute.PRIVATE: True,
+        Attribute.SENSITIVE: True,
+        Attribute.EXTRACTABLE: False,
+        Attribute.MODIFIABLE: False,
+        Attribute.WRAP: True,
+        Attribute.UNWRAP: True,
+        Attribute.VALUE_LEN: 32,
+    }
+
+
 def root_hmac(label: str) -> dict[Attribute, Any]:
     """A root HMAC-SHA256 secret (password pepper, audit chain)."""
     return {
