@@ -41,11 +41,12 @@ class TemplatePolicy:
 
 def violating_unwrap(wrapping: Any, wrapped: bytes, object_class: ObjectClass, key_type: KeyType) -> Any:
     """Ask for what an enforced template forbids: a readable, extractable key."""
-    template = {Attribute.TOKEN: False, Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True}
+    template: dict[Attribute, Any]
     if object_class is ObjectClass.SECRET_KEY:
-        template |= {Attribute.ENCRYPT: True, Attribute.DECRYPT: True}
+        template = {Attribute.TOKEN: False, Attribute.ENCRYPT: True, Attribute.DECRYPT: True}
     else:
-        template |= {Attribute.DECRYPT: True, Attribute.SIGN: False}
+        template = templates.user_private_key(extractable=True)
+    template |= {Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True}
     return wrapping.unwrap_key(
         object_class, key_type, wrapped, mechanism=Mechanism.AES_KEY_WRAP_PAD, capabilities=0, template=template
     )
