@@ -19,6 +19,7 @@ from web.controllers.vaults import VaultsController
 from web.deps import appliance as appliance_dep
 from web.errors import HANDLERS
 from web.gate import FairGate
+from web.jsonbody import JsonRequest
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -47,6 +48,7 @@ def create_app(appliance: Appliance) -> Litestar:
                 "work_gate": FairGate(appliance.settings.server.concurrent_operations),
             }
         ),
+        request_class=JsonRequest,
         request_max_body_size=appliance.settings.server.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Coffre", version="1.0.0", path="/schema"),
         before_send=[_security_headers],
