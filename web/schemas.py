@@ -121,12 +121,32 @@ class ItemIn(In):
 
 
 class ItemUpdateIn(In):
+    """PUT: the whole item. A field left out is cleared."""
+
     title: str
     version: int
     username: str | None = None
     password: str | None = None
     url: str | None = None
     notes: str | None = None
+
+
+class ItemPatchIn(In):
+    """PATCH: only the fields given change; null clears one (not the title)."""
+
+    version: int
+    title: str | msgspec.UnsetType = msgspec.UNSET
+    username: str | None | msgspec.UnsetType = msgspec.UNSET
+    password: str | None | msgspec.UnsetType = msgspec.UNSET
+    url: str | None | msgspec.UnsetType = msgspec.UNSET
+    notes: str | None | msgspec.UnsetType = msgspec.UNSET
+
+    def changes(self) -> dict[str, str | None]:
+        return {
+            name: value
+            for name in ("title", "username", "password", "url", "notes")
+            if (value := getattr(self, name)) is not msgspec.UNSET
+        }
 
 
 class ItemOut(msgspec.Struct):
