@@ -3,6 +3,8 @@ never reach a response by accident. Unknown fields are refused."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 
@@ -96,17 +98,22 @@ class VaultOut(msgspec.Struct):
     role: str
 
 
+Role = Literal["read", "write", "admin"]
+
+
 class MemberIn(In):
     email: str
-    role: str
+    role: Role
 
 
 class MemberPatch(In):
-    role: str
+    role: Role
 
 
 class MemberOut(msgspec.Struct):
-    vault_id: str
+    """A member of the vault named in the URL; ``user_id`` is what PATCH and DELETE
+    /vaults/{vault_id}/members/{user_id} take."""
+
     user_id: str
     email: str
     role: str
