@@ -8,7 +8,6 @@ from typing import Any
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
 
 from appliance.core import Appliance
 from web.controllers.auth import AuthController
@@ -20,12 +19,15 @@ from web.deps import appliance as appliance_dep
 from web.errors import HANDLERS
 from web.gate import FairGate
 from web.jsonbody import JsonRequest
+from web.openapi import openapi_config
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+# The only HTML Coffre serves is the /schema page, which loads nothing at all.
+HTML_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 
 async def _security_headers(message: Any, scope: Any) -> None:
@@ -35,6 +37,9 @@ async def _security_headers(message: Any, scope: Any) -> None:
         for name, value in SECURITY_HEADERS.items():
             if name.lower().encode() not in present:
                 headers.append((name.lower().encode(), value.encode()))
+        content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+        if content_type.startswith(b"text/html") and b"content-security-policy" not in present:
+            headers.append((b"content-security-policy", HTML_CSP.encode()))
 
 
 def create_app(appliance: Appliance) -> Litestar:
@@ -50,7 +55,7 @@ def create_app(appliance: Appliance) -> Litestar:
         ),
         request_class=JsonRequest,
         request_max_body_size=appliance.settings.server.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="Coffre", version="1.0.0", path="/schema"),
+        openapi_config=openapi_config(),
         before_send=[_security_headers],
         on_shutdown=[appliance.close],
         logging_config=None,
