@@ -29,7 +29,7 @@ ERRORS: dict[str, tuple[bool, tuple[int, ...]]] = {
     "health": (False, ()),
     "enroll": (False, (422,)),
     "login": (False, (401, 423, 429)),
-    "unlock": (False, (401, 423, 429)),
+    "unlock": (False, (401, 422, 423, 429)),
     "logout": (True, ()),
     "changePassword": (True, (403, 422, 429)),
     "completePasswordReset": (False, (422, 429)),
@@ -103,6 +103,8 @@ HEADERS = {
 }
 
 METHODS = ("get", "put", "post", "patch", "delete")
+# Request strings are refused (400) when they hold a NUL character.
+NO_NUL = "^[^\\u0000]*$"
 
 
 def statuses(operation_id: str, has_body: bool) -> list[int]:
@@ -115,6 +117,17 @@ def statuses(operation_id: str, has_body: bool) -> list[int]:
     return sorted(found)
 
 
+def _request_schemas(doc: dict[str, Any]) -> set[str]:
+    names = set()
+    for path_item in doc.get("paths", {}).values():
+        for method in METHODS:
+            body = path_item.get(method, {}).get("requestBody")
+            if body:
+                ref = body["content"]["application/json"]["schema"].get("$ref", "")
+                names.add(ref.rsplit("/", 1)[-1])
+    return names
+
+
 def complete(document: dict[str, Any]) -> dict[str, Any]:
     """Litestar's document with the error answers, security and closed bodies added."""
     doc = copy.deepcopy(document)
@@ -123,6 +136,11 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
     for schema in schemas.values():
         if schema.get("type") == "object":
             schema["additionalProperties"] = False
+    for name in _request_schemas(doc):
+        for prop in schemas[name].get("properties", {}).values():
+            for variant in [prop, *prop.get("oneOf", [])]:
+                if variant.get("type") == "string":
+                    variant["pattern"] = NO_NUL
     schemas["Error"] = ERROR_SCHEMA
     components["securitySchemes"] = {"bearer": BEARER}
     for path_item in doc.get("paths", {}).values():

@@ -95,3 +95,21 @@ def test_an_unknown_field_is_refused_as_documented(sqlite_client, sqlite_app):
     # additionalProperties: false is a promise: an unknown field is a 400, not silently dropped.
     r = sqlite_client.post("/api/v1/auth/login", json={"email": "a@example.com", "password": "x", "remember": True})
     assert r.status_code == 400 and "remember" in r.text
+
+
+@pytest.mark.parametrize(
+    ("path", "methods"),
+    [
+        ("/api/v1/vaults", "GET, OPTIONS, POST"),
+        ("/api/v1/vaults/" + "0" * 32, "DELETE, GET, OPTIONS, PATCH"),
+        ("/api/v1/vaults/" + "0" * 32 + "/members/" + "1" * 32, "DELETE, OPTIONS, PATCH"),
+        ("/api/v1/items/" + "0" * 32, "DELETE, GET, OPTIONS, PATCH, PUT"),
+    ],
+)
+def test_options_lists_every_method_of_the_path(sqlite_client, path, methods):
+    r = sqlite_client.options(path)
+    assert r.status_code == 204
+    assert r.headers["allow"] == methods
+    r = sqlite_client.request("TRACE", path)
+    assert r.status_code == 405
+    assert sorted(m.strip() for m in r.headers["allow"].split(",")) == methods.split(", ")
