@@ -38,7 +38,7 @@ ADMIN, MEMBER = "owner@example.com", "reader@example.com"
 # are a 400 (documented). Nothing else is tolerated.
 ACCEPTANCE = ["2xx", "401", "403", "404", "409", "422", "423", "429"]
 CONFIG = {
-    "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True},
+    "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
     "phases": {"stateful": {"enabled": False}},
     "checks": {"positive_data_acceptance": {"expected-statuses": ACCEPTANCE}},
     "operations": [
@@ -175,6 +175,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 @settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,
+    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
 )
 def test_the_api_matches_its_document(case: Any, world: World) -> None:
