@@ -24,9 +24,10 @@ $(BIN)/coffre: pyproject.toml
 
 install: system-deps $(BIN)/coffre
 
+# The enrollment banner comes once the server answers, after uvicorn's start-up lines.
 run: install
-	$(BIN)/coffre init --data-dir $(DATA) --admin-email $(ADMIN_EMAIL)
-	COFFRE_CONFIG=$(DATA)/coffre.toml $(BIN)/coffre serve --host $(HOST) --port $(PORT)
+	$(BIN)/coffre init --data-dir $(DATA)
+	COFFRE_CONFIG=$(DATA)/coffre.toml $(BIN)/coffre serve --host $(HOST) --port $(PORT) --invite-admin $(ADMIN_EMAIL)
 
 lint: install
 	$(BIN)/ruff check appliance hsm web cli tests bench

@@ -74,7 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from web.server import serve
 
     settings = config_mod.load(args.config)
-    return serve(settings, host=args.host, port=args.port, workers=args.workers)
+    return serve(settings, host=args.host, port=args.port, workers=args.workers, invite_admin=args.invite_admin)
 
 
 def cmd_user(args: argparse.Namespace) -> int:
@@ -183,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--workers", type=int, default=1, help="worker processes (each opens its own HSM sessions)")
+    p.add_argument(
+        "--invite-admin",
+        metavar="EMAIL",
+        help="once listening, print a banner with a new enrollment token for EMAIL while no administrator has enrolled",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("user", parents=[common], help="manage users")
