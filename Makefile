@@ -11,10 +11,7 @@ ADMIN_EMAIL ?= admin@coffre.local
 .PHONY: install system-deps run test lint typecheck test-core test-provisioning bench clean
 
 system-deps:
-	@command -v softhsm2-util >/dev/null 2>&1 || { \
-	  echo "installing softhsm2 (apt)"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq softhsm2 >/dev/null; }
+	@sh tools/system-deps.sh
 
 $(BIN)/coffre: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
