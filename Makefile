@@ -11,10 +11,7 @@ ADMIN_EMAIL ?= admin@coffre.local
 .PHONY: install system-deps run test lint typecheck test-core test-provisioning bench clean
 
 system-deps:
-	@command -v softhsm2-util >/dev/null 2>&1 || { \
-	  echo "installing softhsm2 (apt)"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq softhsm2 >/dev/null; }
+	@sh tools/system-deps.sh
 
 $(BIN)/coffre: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +21,10 @@ $(BIN)/coffre: pyproject.toml
 
 install: system-deps $(BIN)/coffre
 
+# The enrollment banner comes once the server answers, after uvicorn's start-up lines.
 run: install
-	$(BIN)/coffre init --data-dir $(DATA) --admin-email $(ADMIN_EMAIL)
-	COFFRE_CONFIG=$(DATA)/coffre.toml $(BIN)/coffre serve --host $(HOST) --port $(PORT)
+	$(BIN)/coffre init --data-dir $(DATA)
+	COFFRE_CONFIG=$(DATA)/coffre.toml $(BIN)/coffre serve --host $(HOST) --port $(PORT) --invite-admin $(ADMIN_EMAIL)
 
 lint: install
 	$(BIN)/ruff check appliance hsm web cli tests bench

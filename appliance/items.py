@@ -135,6 +135,11 @@ _ITEM_WITH_MEMBER = (
 )
 
 
+def _check_version(version: Any) -> None:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValidationFailed("version must be a positive integer (the version you read)")
+
+
 class Items:
     def __init__(self, app: Appliance) -> None:
         self.app = app
@@ -284,38 +289,72 @@ class Items:
 
     @audits_integrity
     def update(self, principal: Principal, item_id: str, values: dict[str, Any], version: Any) -> ItemView:
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise ValidationFailed("version must be a positive integer (the version you read)")
+        """Full replacement: a field not given is cleared."""
+        _check_version(version)
         fields = ItemFields.validate(values)
         with self.app.db.read() as db:
             item, member = self._member_for_item(db, principal, item_id, Role.WRITE)
         if item.version != version:
             raise Conflict(f"stale version: the item is at version {item.version}")
-        new_version = version + 1
         with self.app.keystore.work() as work:
-            key = self.app.vaults.vault_key(work, principal, member)
-            sealed = seal_fields(work, key, item.vault_id, item.id, new_version, member.key_version, fields)
-            now = self.app.clock()
-            with self.app.db.write() as db:
-                # Shared vault lock: no update lands while the vault key is being rotated.
-                self.app.vaults.lock(db, item.vault_id, exclusive=False)
-                self.app.vaults.membership(db, principal, item.vault_id, Role.WRITE)
-                result: CursorResult[Any] = db.execute(  # type: ignore[assignment]
-                    update(Item)
-                    .where(Item.id == item.id, Item.version == version, Item.key_version == member.key_version)
-                    .values(version=new_version, updated_at=now, updated_by=principal.user_id, **sealed)
-                )
-                if result.rowcount != 1:
-                    raise Conflict("stale version: the item changed meanwhile")
-                self.app.audit.by(
-                    principal,
-                    db,
-                    work,
-                    "item.updated",
-                    target=item.id,
-                    vault=item.vault_id,
-                    version=new_version,
-                )
+            return self._store(work, principal, item, member, fields, version)
+
+    def patch(self, principal: Principal, item_id: str, changes: dict[str, Any], version: Any) -> ItemView:
+        """Partial update: a field not in ``changes`` keeps its value, None clears it
+        (the title cannot be cleared)."""
+        _check_version(version)
+        unknown = sorted(set(changes) - set(FIELDS))
+        if unknown:
+            raise ValidationFailed(f"unknown item fields: {', '.join(unknown)}")
+        if "title" in changes and changes["title"] is None:
+            raise ValidationFailed("title cannot be cleared")
+        with self.app.db.read() as db:
+            item, member = self._member_for_item(db, principal, item_id, Role.WRITE)
+        if item.version != version:
+            raise Conflict(f"stale version: the item is at version {item.version}")
+        if item.key_version != member.key_version:
+            raise Conflict("the vault key changed meanwhile; retry")
+        with self.app.keystore.work() as work:
+            current = self._opened(work, principal, member, item)
+            fields = ItemFields.validate({**current, **changes})
+            return self._store(work, principal, item, member, fields, version, changed=",".join(sorted(changes)))
+
+    def _store(
+        self,
+        work: Work,
+        principal: Principal,
+        item: Item,
+        member: VaultMember,
+        fields: ItemFields,
+        version: int,
+        **details: Any,
+    ) -> ItemView:
+        """Seal ``fields`` as the next version of ``item``, if it is still at ``version``."""
+        new_version = version + 1
+        key = self.app.vaults.vault_key(work, principal, member)
+        sealed = seal_fields(work, key, item.vault_id, item.id, new_version, member.key_version, fields)
+        now = self.app.clock()
+        with self.app.db.write() as db:
+            # Shared vault lock: no update lands while the vault key is being rotated.
+            self.app.vaults.lock(db, item.vault_id, exclusive=False)
+            self.app.vaults.membership(db, principal, item.vault_id, Role.WRITE)
+            result: CursorResult[Any] = db.execute(  # type: ignore[assignment]
+                update(Item)
+                .where(Item.id == item.id, Item.version == version, Item.key_version == member.key_version)
+                .values(version=new_version, updated_at=now, updated_by=principal.user_id, **sealed)
+            )
+            if result.rowcount != 1:
+                raise Conflict("stale version: the item changed meanwhile")
+            self.app.audit.by(
+                principal,
+                db,
+                work,
+                "item.updated",
+                target=item.id,
+                vault=item.vault_id,
+                version=new_version,
+                **details,
+            )
         return ItemView(item.id, item.vault_id, new_version, fields, item.created_at, now)
 
     @audits_integrity

@@ -1,8 +1,10 @@
-"""What `coffre status` prints: module, token, root keys, what each KEK protects."""
+"""What `coffre status` reports: module, token, root keys, what each KEK protects,
+database and counts, as one structure (the CLI prints it as tables or JSON)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -26,35 +28,60 @@ def kek_usage(app: Appliance) -> Counter[str]:
     return usage
 
 
-def collect(app: Appliance) -> list[str]:
+def _hsm(app: Appliance) -> dict[str, Any]:
     s = app.settings
-    lines = [f"config:        {s.path}", f"HSM module:    {s.hsm.module}", f"token label:   {s.hsm.token_label}"]
+    hsm: dict[str, Any] = {"module": s.hsm.module, "token_label": s.hsm.token_label, "token": None, "error": None}
+    roots: list[dict[str, Any]] = []
     try:
-        roots = app.keystore.list_roots()
+        found = app.keystore.list_roots()
         token = app.keystore.pool.token
-        lines.append(f"token:         {token.label} (manufacturer {token.manufacturer_id}, model {token.model})")
+        hsm["token"] = {"label": token.label, "manufacturer": token.manufacturer_id, "model": token.model}
         usage = kek_usage(app)
         for kind in RootKind:
-            versions = [r for r in roots if r.kind is kind]
+            versions = [r for r in found if r.kind is kind]
             if not versions:
-                lines.append(f"root {kind.value:<7}  MISSING: run `coffre init`")
-                continue
+                roots.append({"kind": kind.value, "label": None, "version": None, "current": False, "sealed": None})
             for r in versions:
-                current = " (current)" if r is versions[-1] else ""
-                extra = f", protects {usage.get(r.label, 0)} sealed blobs" if kind is RootKind.KEK else ""
-                lines.append(f"root {kind.value:<7}  {r.label}{current}{extra}")
+                roots.append(
+                    {
+                        "kind": kind.value,
+                        "label": r.label,
+                        "version": r.version,
+                        "current": r is versions[-1],
+                        "sealed": usage.get(r.label, 0) if kind is RootKind.KEK else None,
+                    }
+                )
     except HsmError as exc:
-        lines.append(f"HSM:           UNAVAILABLE ({exc})")
+        hsm["error"] = str(exc)
+    hsm["roots"] = roots
+    return hsm
+
+
+def report(app: Appliance) -> dict[str, Any]:
+    """Everything `coffre status` shows. Root entries with ``label`` None are missing
+    (run `coffre init`); ``sealed`` counts the blobs a KEK version protects."""
+    s = app.settings
     url = s.database_url.split("@")[-1] if "@" in s.database_url else s.database_url
-    lines.append(f"database:      {url}")
-    lines.append(f"schema:        {schema.current_revision(app.db.engine)} (head {schema.head_revision()})")
     with app.db.read() as db:
 
         def count(model: type) -> int:
             return int(db.execute(select(func.count()).select_from(model)).scalar_one())
 
-        lines.append(
-            f"counts:        users {count(User)}, vaults {count(Vault)}, memberships {count(VaultMember)}, "
-            f"items {count(Item)}, sessions {count(Session)}, audit entries {count(AuditEntry)}"
-        )
-    return lines
+        counts = {
+            "users": count(User),
+            "vaults": count(Vault),
+            "memberships": count(VaultMember),
+            "items": count(Item),
+            "sessions": count(Session),
+            "audit_entries": count(AuditEntry),
+        }
+    return {
+        "config": str(s.path) if s.path else None,
+        "hsm": _hsm(app),
+        "database": {
+            "url": url,
+            "schema": schema.current_revision(app.db.engine),
+            "head": schema.head_revision(),
+        },
+        "counts": counts,
+    }

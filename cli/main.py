@@ -74,7 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from web.server import serve
 
     settings = config_mod.load(args.config)
-    return serve(settings, host=args.host, port=args.port, workers=args.workers)
+    return serve(settings, host=args.host, port=args.port, workers=args.workers, invite_admin=args.invite_admin)
 
 
 def cmd_user(args: argparse.Namespace) -> int:
@@ -86,9 +86,13 @@ def cmd_user(args: argparse.Namespace) -> int:
             print(f"invited {kind} {user.email} (id {user.id}); one-time enrollment token:")
             print(token)
         elif args.user_cmd == "list":
-            for u in app.accounts.list_users(None):
-                flags = " ".join(f for f in ("admin" if u.is_admin else "", "locked" if u.locked else "") if f)
-                print(f"{u.id}  {u.email:<40} {u.status:<9} {flags}")
+            from cli.render import as_json, users_table
+
+            users = [
+                {"id": u.id, "email": u.email, "is_admin": u.is_admin, "status": u.status, "locked": u.locked}
+                for u in app.accounts.list_users(None)
+            ]
+            print(as_json(users) if args.json else users_table(users))
         else:
             user_id = app.accounts.get_by_email(args.email).id
             actions: dict[str, Callable[..., object]] = {
@@ -112,14 +116,15 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from appliance.status import collect
+    from appliance.status import report
+    from cli.render import as_json, status_tables
 
     app = _appliance(args)
     try:
-        for line in collect(app):
-            print(line)
+        result = report(app)
     finally:
         app.close()
+    print(as_json(result) if args.json else status_tables(result))
     return EXIT_OK
 
 
@@ -181,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--workers", type=int, default=1, help="worker processes (each opens its own HSM sessions)")
+    p.add_argument(
+        "--invite-admin",
+        metavar="EMAIL",
+        help="once listening, print a banner with a new enrollment token for EMAIL while no administrator has enrolled",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("user", parents=[common], help="manage users")
@@ -188,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = usub.add_parser("invite", parents=[common], help="invite a user; prints a one-time enrollment token last")
     q.add_argument("email")
     q.add_argument("--admin", action="store_true")
-    usub.add_parser("list", parents=[common], help="list users")
+    q = usub.add_parser("list", parents=[common], help="list users (a table, or --json)")
+    q.add_argument("--json", action="store_true", help="print JSON: [{id, email, is_admin, status, locked}]")
     for name, text in (
         ("unlock", "unlock after too many wrong PINs"),
         ("disable", "disable and end sessions"),
@@ -200,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("email")
     p.set_defaults(func=cmd_user)
 
-    p = sub.add_parser("status", parents=[common], help="HSM, key versions, database and counts")
+    p = sub.add_parser("status", parents=[common], help="HSM, key versions, database and counts (tables, or --json)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("audit", parents=[common], help="audit trail")

@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
+from litestar.routes import HTTPRoute
 
 from appliance.core import Appliance
 from web.controllers.auth import AuthController
@@ -19,12 +19,16 @@ from web.controllers.vaults import VaultsController
 from web.deps import appliance as appliance_dep
 from web.errors import HANDLERS
 from web.gate import FairGate
+from web.jsonbody import JsonRequest
+from web.openapi import openapi_config
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+# The only HTML Coffre serves is the /schema page, which loads nothing at all.
+HTML_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 
 async def _security_headers(message: Any, scope: Any) -> None:
@@ -34,6 +38,23 @@ async def _security_headers(message: Any, scope: Any) -> None:
         for name, value in SECURITY_HEADERS.items():
             if name.lower().encode() not in present:
                 headers.append((name.lower().encode(), value.encode()))
+        content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+        if content_type.startswith(b"text/html") and b"content-security-policy" not in present:
+            headers.append((b"content-security-policy", HTML_CSP.encode()))
+
+
+async def _options_allow(message: Any, scope: Any) -> None:
+    """Litestar builds a path's automatic OPTIONS answer before the path's last handler
+    is registered, so its Allow header misses methods; list the route's real ones."""
+    if message["type"] != "http.response.start" or scope.get("method") != "OPTIONS":
+        return
+    template = scope.get("path_template")
+    for route in scope["app"].routes:
+        if isinstance(route, HTTPRoute) and route.path_format == template:
+            allow = ", ".join(sorted(route.methods)).encode()
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+            message["headers"] = [*headers, (b"allow", allow)]
+            return
 
 
 def create_app(appliance: Appliance) -> Litestar:
@@ -47,9 +68,10 @@ def create_app(appliance: Appliance) -> Litestar:
                 "work_gate": FairGate(appliance.settings.server.concurrent_operations),
             }
         ),
+        request_class=JsonRequest,
         request_max_body_size=appliance.settings.server.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="Coffre", version="1.0.0", path="/schema"),
-        before_send=[_security_headers],
+        openapi_config=openapi_config(),
+        before_send=[_security_headers, _options_allow],
         on_shutdown=[appliance.close],
         logging_config=None,
         debug=False,

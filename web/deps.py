@@ -47,10 +47,10 @@ def client_addr(request: Request[Any, Any, State]) -> str | None:
 def principal(request: Request[Any, Any, State]) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
+    if scheme.lower() != "bearer" or not value:
         raise Unauthorized("send the session token as `Authorization: Bearer <token>`")
     app: Appliance = request.app.state.appliance
-    return app.sessions.authenticate(value.strip(), client_addr(request))
+    return app.sessions.authenticate(value, client_addr(request))
 
 
 def iso(ts: float) -> str:

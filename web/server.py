@@ -36,7 +36,13 @@ def app_factory() -> Litestar:
     return create_app(Appliance(settings))
 
 
-def serve(settings: Settings, host: str | None = None, port: int | None = None, workers: int = 1) -> int:
+def serve(
+    settings: Settings,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int = 1,
+    invite_admin: str | None = None,
+) -> int:
     if settings.path is None:
         raise ConfigError("serve needs a configuration file")
     probe = Appliance(settings)
@@ -54,11 +60,19 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
             "run `coffre init --config FILE` first"
         )
     os.environ[config_mod.CONFIG_ENV] = str(settings.path)
+    if settings.hsm.softhsm_conf:
+        os.environ["SOFTHSM2_CONF"] = settings.hsm.softhsm_conf
+    host = host or settings.server.host
+    port = port or settings.server.port
+    if invite_admin:
+        from web.banner import announce_when_ready
+
+        announce_when_ready(settings, host, port, invite_admin)
     uvicorn.run(
         "web.server:app_factory",
         factory=True,
-        host=host or settings.server.host,
-        port=port or settings.server.port,
+        host=host,
+        port=port,
         workers=max(1, workers),
         log_level="info",
         access_log=True,
