@@ -74,7 +74,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from web.server import serve
 
     settings = config_mod.load(args.config)
-    return serve(settings, host=args.host, port=args.port, workers=args.workers)
+    if args.unix_socket and (args.host or args.port):
+        print("coffre: --unix-socket serves on the socket only; drop --host/--port", file=sys.stderr)
+        return EXIT_USAGE
+    return serve(settings, host=args.host, port=args.port, workers=args.workers, unix_socket=args.unix_socket)
 
 
 def cmd_user(args: argparse.Namespace) -> int:
@@ -178,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--workers", type=int, default=1, help="worker processes (each opens its own HSM sessions)")
+    p.add_argument(
+        "--unix-socket",
+        metavar="PATH",
+        default=None,
+        help="serve only on this Unix socket (mode 0660), e.g. behind Apache (default: [server] unix_socket)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("user", parents=[common], help="manage users")
