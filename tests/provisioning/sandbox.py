@@ -17,7 +17,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -33,7 +32,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _die_with_parent() -> None:
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # unshare blocks SIGTERM while it waits
 
 
 def _setns(fd: int) -> None:
@@ -48,7 +47,8 @@ class Sandbox:
         self.log = workdir / "init.log"
         with self.log.open("wb") as log:
             # --kill-child: when unshare goes, so does the sandbox's PID 1 (and with
-            # it every process inside); PDEATHSIG: unshare goes when pytest does.
+            # it every process inside); PDEATHSIG: unshare goes when pytest does,
+            # even if pytest is killed outright.
             self.proc = subprocess.Popen(
                 [
                     "unshare",
@@ -128,28 +128,40 @@ class Sandbox:
                     continue
         return found
 
+    def loop_devices(self) -> list[str]:
+        """Loop devices still backed by the sandbox's scratch image."""
+        image = str(self.workdir / "layer.img")
+        found = []
+        for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+            try:
+                if backing.read_text().strip().startswith(image):
+                    found.append(backing.parent.parent.name)
+            except OSError:
+                continue
+        return found
+
     def close(self) -> None:
-        """Kill everything inside; the overlay and its tmpfs go with the last process."""
+        """Kill everything inside; the mounts and the scratch filesystem go with
+        the last process (the loop device detaches itself)."""
         if self.proc.poll() is None:
             try:
-                os.kill(self.pid, signal.SIGKILL)
+                os.kill(self.pid, signal.SIGKILL)  # unshare then exits with its child
             except ProcessLookupError:
                 pass
-            self.proc.terminate()
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
         deadline = time.monotonic() + 30
-        while self.processes() and time.monotonic() < deadline:
+        while (self.processes() or self.loop_devices()) and time.monotonic() < deadline:
             time.sleep(0.2)
-        left = self.processes()
-        if left:
-            print(f"sandbox: processes still alive after close: {left}", file=sys.stderr)
+        left, loops = self.processes(), self.loop_devices()
         for name in ("root", "layer"):
             try:
                 (self.workdir / name).rmdir()
             except OSError:
                 pass
         (self.workdir / "layer.img").unlink(missing_ok=True)
+        if left or loops:
+            raise RuntimeError(f"sandbox not gone: processes {left}, loop devices {loops}")

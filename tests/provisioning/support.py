@@ -41,7 +41,6 @@ LAB_CA = Path("/etc/coffre/pki/ca.crt")
 SERVER_CERT = Path("/etc/ssl/coffre/server.crt")
 UNIT_PATH = Path("/etc/systemd/system/coffre.service")
 RULESET_PATH = Path("/etc/nftables.d/coffre.nft")
-SERVICE_CTL = Path("/usr/local/sbin/coffre-service")
 ADMIN = Path("/usr/local/sbin/coffre-admin")
 LAB_SECRETS = Path(os.environ.get("COFFRE_LAB_SECRETS", str(Path.home() / ".coffre-lab")))
 
