@@ -65,7 +65,7 @@ def render_config(
         "[server]",
         'host = "127.0.0.1"',
         "port = 8080",
-        'trusted_proxies = ["127.0.0.1", "::1"]',
+        "trusted_proxies = []",
         "max_body_bytes = 1048576",
         "",
         "[database]",

@@ -74,7 +74,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from web.server import serve
 
     settings = config_mod.load(args.config)
-    return serve(settings, host=args.host, port=args.port, workers=args.workers, invite_admin=args.invite_admin)
+    if args.unix_socket and (args.host or args.port):
+        print("coffre: --unix-socket serves on the socket only; drop --host/--port", file=sys.stderr)
+        return EXIT_USAGE
+    return serve(
+        settings,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        unix_socket=args.unix_socket,
+        invite_admin=args.invite_admin,
+    )
 
 
 def cmd_user(args: argparse.Namespace) -> int:
@@ -190,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--invite-admin",
         metavar="EMAIL",
         help="once listening, print a banner with a new enrollment token for EMAIL while no administrator has enrolled",
+    )
+    p.add_argument(
+        "--unix-socket",
+        metavar="PATH",
+        default=None,
+        help="serve only on this Unix socket (mode 0660), e.g. behind Apache (default: [server] unix_socket)",
     )
     p.set_defaults(func=cmd_serve)
 
