@@ -51,10 +51,23 @@ def _hsm(app: Appliance) -> dict[str, Any]:
                         "sealed": usage.get(r.label, 0) if kind is RootKind.KEK else None,
                     }
                 )
+        hsm["unwrap_template"] = _unwrap_template(app)
     except HsmError as exc:
         hsm["error"] = str(exc)
     hsm["roots"] = roots
     return hsm
+
+
+def _unwrap_template(app: Appliance) -> dict[str, Any]:
+    """Whether the token enforces the user-key root's unwrap template (probed)."""
+    from hsm.policy import template_policy
+
+    try:
+        with app.keystore.work() as work:
+            policy = template_policy(work)
+    except HsmError as exc:  # e.g. no user-key root yet: run `coffre init`
+        return {"enforced": None, "detail": str(exc)}
+    return {"enforced": policy.enforced, "detail": policy.detail}
 
 
 def report(app: Appliance) -> dict[str, Any]:

@@ -36,6 +36,7 @@ def status_tables(report: dict[str, Any]) -> str:
             if token
             else f"UNAVAILABLE ({hsm['error']})",
         ),
+        ("unwrap templates", _template_line(hsm.get("unwrap_template"))),
         ("database", db["url"]),
         ("schema", f"{db['schema'] or 'none'} (head {db['head']})"),
     ]
@@ -54,6 +55,17 @@ def status_tables(report: dict[str, Any]) -> str:
         parts.append(table(("ROOT", "LABEL", "VERSION", "CURRENT", "SEALED BLOBS"), roots))
     parts.append(table(("RECORDS", "COUNT"), [(k.replace("_", " "), v) for k, v in report["counts"].items()]))
     return "\n\n".join(parts)
+
+
+def _template_line(policy: dict[str, Any] | None) -> str:
+    if not policy:
+        return "unknown (HSM unavailable)"
+    if policy["enforced"] is None:
+        return f"unknown ({policy['detail']})"
+    state = (
+        "enforced" if policy["enforced"] else "NOT enforced: a token-PIN holder with a user's PIN can export that key"
+    )
+    return f"{state} ({policy['detail']})"
 
 
 def users_table(users: Sequence[dict[str, Any]]) -> str:

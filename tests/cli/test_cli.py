@@ -110,6 +110,8 @@ def test_status_prints_aligned_tables_with_headers(lab):
     assert values["HSM module"].endswith("libsofthsm2.so")
     assert values["config"] == str(lab)
     assert "(head " in values["schema"]
+    # SoftHSM 2.6.1 enforces the user-key root's unwrap template (hsm/policy.py probes it)
+    assert values["unwrap templates"].startswith("enforced (an unwrap breaking the template is refused")
     by_label = {r["LABEL"]: r for r in roots}
     assert by_label["coffre-kek-v1"] == {
         "ROOT": "kek",
@@ -120,7 +122,7 @@ def test_status_prints_aligned_tables_with_headers(lab):
     }
     assert by_label["coffre-kek-v1"]["SEALED BLOBS"].isdigit()
     assert by_label["coffre-pepper-v1"]["SEALED BLOBS"] == "-"
-    assert {"coffre-audit-v1", "coffre-pepper-v1"} <= set(by_label)
+    assert {"coffre-audit-v1", "coffre-pepper-v1", "coffre-bind-v1", "coffre-ukw-v1"} <= set(by_label)
     assert {r["RECORDS"] for r in counts} >= {"users", "vaults", "items", "audit entries"}
     assert all(r["COUNT"].isdigit() for r in counts)
 
@@ -133,6 +135,7 @@ def test_status_json_is_for_scripts(lab):
     report = json.loads(result.stdout)
     assert report["hsm"]["module"].endswith("libsofthsm2.so")
     assert report["hsm"]["error"] is None
+    assert report["hsm"]["unwrap_template"]["enforced"] is True
     kek = [r for r in report["hsm"]["roots"] if r["kind"] == "kek"]
     assert kek[-1]["label"] == "coffre-kek-v1" and kek[-1]["current"] is True and isinstance(kek[-1]["sealed"], int)
     assert report["database"]["schema"] == report["database"]["head"]
