@@ -172,6 +172,31 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_integrity(args: argparse.Namespace) -> int:
+    app = _appliance(args)
+    try:
+        if args.integrity_cmd == "check":
+            failed = app.integrity.scan()
+            if not failed:
+                print("every anchored row verifies (users, sessions, vaults, vault members)")
+                return EXIT_OK
+            for table, rows in failed.items():
+                print(f"{table}: {len(rows)} rows fail their MAC: {', '.join(rows[:20])}", file=sys.stderr)
+            return EXIT_FAILED
+        if not args.trust_database:
+            print(
+                "coffre: repair re-MACs every anchored row as the database holds it now, including any row a "
+                "database writer changed; restore a trusted backup instead if in doubt. "
+                "Pass --trust-database to proceed.",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        print(f"re-anchored {app.integrity.repair_all('cli')} rows")
+        return EXIT_OK
+    finally:
+        app.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coffre", description="Coffre digital safe appliance")
     parser.add_argument("--config", default=None, help=f"configuration file (default: ${config_mod.CONFIG_ENV})")
@@ -242,8 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("keys", parents=[common], help="HSM root keys")
     ksub = p.add_subparsers(dest="keys_cmd", required=True)
     q = ksub.add_parser("rotate", parents=[common], help="create the next version of a root key")
-    q.add_argument("kind", choices=["kek", "pepper", "audit", "bind"])
+    q.add_argument("kind", choices=["kek", "pepper", "audit", "bind", "ukw"])
     p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("integrity", parents=[common], help="row MACs anchored in the token")
+    isub = p.add_subparsers(dest="integrity_cmd", required=True)
+    isub.add_parser("check", parents=[common], help="list anchored rows whose MAC fails (exit 1 if any)")
+    q = isub.add_parser("repair", parents=[common], help="re-MAC every anchored row as it is now (audited)")
+    q.add_argument("--trust-database", action="store_true", help="required: the database is known to be untouched")
+    p.set_defaults(func=cmd_integrity)
     return parser
 
 

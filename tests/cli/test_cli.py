@@ -270,3 +270,14 @@ def test_audit_verify_against_a_recorded_head_detects_a_rolled_back_head(audited
     result = run_cli(audited, "audit", "verify", "--head", head)
     assert result.returncode == 1  # ...but not against the head recorded earlier
     assert "removed from the end" in result.stderr
+
+
+def test_integrity_check_and_repair_commands(lab):
+    check = run_cli(lab, "integrity", "check")
+    assert check.returncode == 0, check.stderr
+    assert "every anchored row verifies" in check.stdout
+    refused = run_cli(lab, "integrity", "repair")
+    assert refused.returncode == 2 and "--trust-database" in refused.stderr
+    repaired = run_cli(lab, "integrity", "repair", "--trust-database")
+    assert repaired.returncode == 0 and "re-anchored" in repaired.stdout
+    assert run_cli(lab, "audit", "verify").returncode == 0
