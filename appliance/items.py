@@ -299,6 +299,7 @@ class Items:
         with self.app.keystore.work() as work:
             return self._store(work, principal, item, member, fields, version)
 
+    @audits_integrity
     def patch(self, principal: Principal, item_id: str, changes: dict[str, Any], version: Any) -> ItemView:
         """Partial update: a field not in ``changes`` keeps its value, None clears it
         (the title cannot be cleared)."""

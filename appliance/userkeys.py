@@ -70,6 +70,12 @@ class UserKeys:
         old_private = work.open_private_key(user.private_key_blob, context, old_inner)
         bits = self.app.settings.crypto.rsa_bits
         public_der, private_blob = work.generate_user_keypair(bits, new_inner, context)
+        # The vaults' row locks first (sorted: no deadlock between two rotations), so no
+        # vault key rotation interleaves; then the memberships as they are under them.
+        vault_ids = sorted(db.execute(select(VaultMember.vault_id).where(VaultMember.user_id == user.id)).scalars())
+        for vault_id in vault_ids:
+            self.app.vaults.lock(db, vault_id, exclusive=True)
+        db.expire_all()
         members = list(db.execute(select(VaultMember).where(VaultMember.user_id == user.id)).scalars())
         rewrapped: list[tuple[VaultMember, bytes, str]] = []
         for member in members:
