@@ -13,18 +13,10 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
 .PHONY: install system-deps run test lint typecheck test-core test-provisioning bench clean i18n screenshots
 
-# Debian packages: SoftHSM2; Chromium (driven by Playwright in tests/ui, never downloaded
-# by Playwright itself); Node.js + npm (axe-core for the accessibility test).
+# Debian packages (tools/system-deps.sh): python3-venv, SoftHSM2, curl, jq; Chromium (driven by
+# Playwright in tests/ui, never downloaded by Playwright itself); Node.js + npm (axe-core, tests).
 system-deps:
-	@missing=""; \
-	command -v softhsm2-util >/dev/null 2>&1 || missing="$$missing softhsm2"; \
-	[ -x /usr/bin/chromium ] || missing="$$missing chromium fonts-liberation"; \
-	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing$$missing (apt)"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	@sh tools/system-deps.sh
 
 # Test-only front-end tools, pinned by tests/ui/package-lock.json, into a git-ignored folder.
 $(UI_TOOLS): tests/ui/package.json tests/ui/package-lock.json
@@ -47,14 +39,10 @@ screenshots: install
 i18n: install
 	$(BIN)/python -m web.locales.sync
 
+# The enrollment banner comes once the server answers, after uvicorn's start-up lines.
 run: install
-	@out="$$($(BIN)/coffre init --data-dir $(DATA) --admin-email $(ADMIN_EMAIL))" || exit $$?; \
-	echo "$$out"; token="$$(echo "$$out" | tail -n 1)"; echo; \
-	case "$$token" in \
-	  cfe_*) echo "Web UI: open http://$(HOST):$(PORT)/enroll#token=$$token to enroll $(ADMIN_EMAIL) (works once)";; \
-	  *) echo "Web UI: open http://$(HOST):$(PORT)/";; \
-	esac; echo
-	COFFRE_CONFIG=$(DATA)/coffre.toml $(BIN)/coffre serve --host $(HOST) --port $(PORT)
+	$(BIN)/coffre init --data-dir $(DATA)
+	COFFRE_CONFIG=$(DATA)/coffre.toml $(BIN)/coffre serve --host $(HOST) --port $(PORT) --invite-admin $(ADMIN_EMAIL)
 
 lint: install
 	$(BIN)/ruff check appliance hsm web cli tests bench

@@ -18,7 +18,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from appliance.db import Database
+from appliance.errors import IntegrityFailure
+from appliance.integrity import macs
 from appliance.models import AuditEntry, AuditHead
+from hsm import state
 from hsm.errors import KeyNotFound
 from hsm.keystore import Keystore, Work
 from hsm.labels import RootKind
@@ -47,10 +51,46 @@ def _canonical(
     ).encode("ascii")
 
 
+def genesis_marker(deployment: str) -> str:
+    return f"audit-genesis-{deployment}"
+
+
+def head_mac(work: Work, deployment: str, seq: int, mac: str) -> str:
+    return macs.make(work, "audit-head", deployment, seq, mac, kind=RootKind.AUDIT)
+
+
+def head_is_valid(work: Work, deployment: str, seq: int, mac: str, stored: str | None) -> bool:
+    return macs.check(work, stored, "audit-head", deployment, seq, mac, kind=RootKind.AUDIT)
+
+
+class AuditBroken(IntegrityFailure):
+    """The head of the chain is missing or forged: nothing more is appended."""
+
+
 class AuditLog:
-    def __init__(self, keystore: Keystore, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, keystore: Keystore, database: Database, clock: Callable[[], float], deployment: Callable[[], str]
+    ) -> None:
         self.keystore = keystore
+        self.database = database
         self.clock = clock
+        self.deployment = deployment
+
+    def ensure_genesis(self) -> bool:
+        """Write entry 1 (``audit.genesis``) if this deployment's log never had one,
+        and record in the token that it has: from then on an emptied log, or a head
+        row reset to the start, is tampering. Returns whether it wrote it now."""
+        deployment = self.deployment()
+        marker = genesis_marker(deployment)
+        with self.keystore.work() as work:
+            if state.has_marker(work, marker):
+                return False
+            with self.database.write() as db:
+                # Entry 1 of a new log; on a log from before genesis entries existed,
+                # the entry from which an emptied or reset log is detected.
+                self._append(db, work, "audit.genesis", None, None, None, {"deployment": deployment}, True)
+            state.set_marker(work, marker)
+        return True
 
     def by(
         self, principal: Principal, db: Session, work: Work, event: str, *, target: str | None, **details: Any
@@ -74,12 +114,36 @@ class AuditLog:
         """Append inside the caller's write transaction (so it commits with it).
 
         The head row is locked first, so appends from every node are serialized.
-        """
+        Its MAC is checked first: a deleted or rewritten head (to hide entries cut
+        from the end) stops every append rather than start a new chain."""
+        self._append(db, work, event, actor, target, client_addr, details, False)
+
+    def _append(
+        self,
+        db: Session,
+        work: Work,
+        event: str,
+        actor: str | None,
+        target: str | None,
+        client_addr: str | None,
+        details: dict[str, Any],
+        genesis: bool,
+    ) -> None:
         conn = db.connection()
+        deployment = self.deployment()
         head = conn.execute(_LOCK_HEAD).one_or_none()
-        if head is None:  # databases created before the head row was seeded
-            conn.execute(insert(AuditHead).values(id=1, seq=0, mac=GENESIS))
-        last_seq, prev_mac = (head.seq, head.mac) if head is not None else (0, GENESIS)
+        if head is None:
+            raise AuditBroken()
+        last_seq, prev_mac = head.seq, head.mac
+        at_start = last_seq == 0 and prev_mac == GENESIS and head.head_mac is None
+        if at_start:  # reset to the start after genesis: refused
+            refused = not genesis and state.has_marker(work, genesis_marker(deployment))
+        else:
+            refused = not head_is_valid(work, deployment, last_seq, prev_mac, head.head_mac) and (
+                head.head_mac is not None or not _legacy_head_ok(conn, last_seq, prev_mac)
+            )
+        if refused:
+            raise AuditBroken()
         seq = last_seq + 1
         ts = self.clock()
         text = json.dumps(details, sort_keys=True, separators=(",", ":"), default=str)
@@ -99,13 +163,24 @@ class AuditLog:
             "mac": mac,
         }
         conn.execute(_INSERT_ENTRY, entry)
-        conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_mac": mac})
+        conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_mac": mac, "new_head_mac": head_mac(work, deployment, seq, mac)})
+
+
+def _legacy_head_ok(conn: Any, seq: int, mac: str) -> bool:
+    """A head written before head MACs existed (schema < 0003) is accepted once,
+    when it matches the last entry; the next append MACs it."""
+    last = conn.execute(select(AuditEntry.seq, AuditEntry.mac).order_by(AuditEntry.seq.desc()).limit(1)).one_or_none()
+    return last is not None and last.seq == seq and last.mac == mac
 
 
 # Built once: appends run on every audited request.
-_LOCK_HEAD = select(AuditHead.seq, AuditHead.mac).where(AuditHead.id == 1).with_for_update()
+_LOCK_HEAD = select(AuditHead.seq, AuditHead.mac, AuditHead.head_mac).where(AuditHead.id == 1).with_for_update()
 _INSERT_ENTRY = insert(AuditEntry)
-_MOVE_HEAD = update(AuditHead).where(AuditHead.id == 1).values(seq=bindparam("new_seq"), mac=bindparam("new_mac"))
+_MOVE_HEAD = (
+    update(AuditHead)
+    .where(AuditHead.id == 1)
+    .values(seq=bindparam("new_seq"), mac=bindparam("new_mac"), head_mac=bindparam("new_head_mac"))
+)
 
 
 @dataclass(frozen=True)
@@ -117,10 +192,14 @@ class VerifyResult:
     reason: str | None = None
 
 
-def verify(db: Session, work: Work, recorded_head: str | None = None) -> VerifyResult:
+def verify(db: Session, work: Work, recorded_head: str | None = None, deployment: str | None = None) -> VerifyResult:
     """Recompute the chain. ``recorded_head`` is a head MAC recorded outside the
     appliance earlier: it must still be in the chain, or entries were cut from
-    the end (which the in-database head row alone cannot prove)."""
+    the end together with a rollback of the head row (which the head's MAC alone
+    cannot tell from an older genuine head).
+
+    With ``deployment``, the head row must exist and carry a valid MAC, and a log
+    whose genesis was recorded in the token must not be empty."""
     seen_recorded = recorded_head is None
     prev_mac = GENESIS
     expected_seq = 1
@@ -160,6 +239,22 @@ def verify(db: Session, work: Work, recorded_head: str | None = None) -> VerifyR
         expected_seq += 1
         checked += 1
     head = db.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one_or_none()
+    if deployment is not None:
+        if checked == 0 and state.has_marker(work, genesis_marker(deployment)):
+            return VerifyResult(
+                False, 0, prev_mac, 1, "the log is empty but its genesis entry was written: entries were deleted"
+            )
+        if head is None:
+            return VerifyResult(
+                False, checked, prev_mac, checked + 1, "the head row is missing: entries may have been cut from the end"
+            )
+        at_start = head.seq == 0 and head.mac == GENESIS and head.head_mac is None
+        if (
+            not at_start
+            and not head_is_valid(work, deployment, head.seq, head.mac, head.head_mac)
+            and head.head_mac is not None
+        ):
+            return VerifyResult(False, checked, prev_mac, head.seq, "the head row was modified (MAC mismatch)")
     if head is not None and (head.seq != checked or head.mac != prev_mac):
         return VerifyResult(
             False,

@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import hmac
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from appliance.models import User, VaultMember
 from hsm.errors import KeyNotFound
 from hsm.keystore import Work
 from hsm.labels import RootKind
@@ -61,20 +57,3 @@ def member_key_is_bound(
     work: Work, vault_id: str, user_id: str, key_version: int, wrapped: bytes, stored: str | None
 ) -> bool:
     return _check(work, _member_key_input(vault_id, user_id, key_version, wrapped), stored)
-
-
-def backfill(db: Session, work: Work) -> tuple[int, int]:
-    """Bind rows that predate bindings (schema 0002), trusting them as they are at
-    upgrade time. Run by ``coffre init``; returns (public keys, wrapped keys) bound."""
-    users = 0
-    for user in db.execute(select(User).where(User.public_key.is_not(None), User.public_key_mac.is_(None))).scalars():
-        assert user.public_key is not None
-        user.public_key_mac = bind_public_key(work, user.id, user.public_key)
-        users += 1
-    members = 0
-    for member in db.execute(select(VaultMember).where(VaultMember.wrapped_key_mac.is_(None))).scalars():
-        member.wrapped_key_mac = bind_member_key(
-            work, member.vault_id, member.user_id, member.key_version, member.wrapped_key
-        )
-        members += 1
-    return users, members

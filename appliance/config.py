@@ -11,6 +11,7 @@ fields may be overridden by one documented environment variable each:
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -31,7 +32,11 @@ class ConfigError(Exception):
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
-    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    # Whose X-Forwarded-For is believed: "unix" (a request that came in over
+    # unix_socket) and/or IP addresses of TCP peers. Empty: nobody's.
+    trusted_proxies: tuple[str, ...] = ()
+    # Serve on this Unix socket (mode 0660) instead of host:port.
+    unix_socket: str | None = None
     max_body_bytes: int = 1024 * 1024
     # Requests doing appliance work at once per process (see web/deps.py serialized).
     concurrent_operations: int = 1
@@ -44,6 +49,8 @@ class CryptoSettings:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 1
+    # A user's key pair is replaced at the first unlock after it is this old (0: never).
+    user_key_max_age_days: int = 365
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,7 @@ def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 # Numeric settings that may be 0 (every other one must be at least 1).
-_MAY_BE_ZERO = {"cache_entries", "password_min_score"}
+_MAY_BE_ZERO = {"cache_entries", "password_min_score", "user_key_max_age_days"}
 
 
 def _check_number(section: str, name: str, default: Any, value: Any) -> None:
@@ -124,6 +131,22 @@ def _build(cls: type[Any], values: dict[str, Any], section: str) -> Any:
         return cls(**converted)
     except TypeError as exc:
         raise ConfigError(f"[{section}]: {exc}") from exc
+
+
+def _check_server(server: ServerSettings) -> ServerSettings:
+    proxies = server.trusted_proxies
+    if not isinstance(proxies, tuple) or not all(isinstance(p, str) for p in proxies):
+        raise ConfigError('[server] trusted_proxies must be a list of strings, e.g. ["unix"]')
+    for entry in proxies:
+        if entry == "unix":
+            continue
+        try:
+            ipaddress.ip_address(entry)
+        except ValueError:
+            raise ConfigError(f'[server] trusted_proxies: {entry!r} is neither "unix" nor an IP address') from None
+    if server.unix_socket is not None and (not isinstance(server.unix_socket, str) or not server.unix_socket):
+        raise ConfigError("[server] unix_socket must be a path")
+    return server
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Settings:
@@ -162,7 +185,7 @@ def from_mapping(raw: dict[str, Any], path: Path | None = None) -> Settings:
         data_dir=Path(data_dir),
         database_url=url,
         hsm=hsm,
-        server=_build(ServerSettings, _section(raw, "server"), "server"),
+        server=_check_server(_build(ServerSettings, _section(raw, "server"), "server")),
         crypto=crypto,
         security=_build(SecuritySettings, _section(raw, "security"), "security"),
         ui=_build(UiSettings, _section(raw, "ui"), "ui"),

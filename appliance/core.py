@@ -9,10 +9,13 @@ from appliance.accounts import Accounts
 from appliance.audit import AuditLog
 from appliance.config import Settings
 from appliance.db import Database
+from appliance.integrity import Integrity
 from appliance.items import Items
+from appliance.login import Login
 from appliance.passwords import PasswordHasher
 from appliance.ratelimit import RateLimiter
 from appliance.sessions import Sessions
+from appliance.userkeys import UserKeys
 from appliance.vaults import Vaults
 from hsm.keystore import Keystore
 
@@ -24,10 +27,13 @@ class Appliance:
         self.db = Database(settings.database_url)
         self.keystore = Keystore(settings.hsm)
         self.hasher = PasswordHasher(settings.crypto)
-        self.audit = AuditLog(self.keystore, clock)
+        self.integrity = Integrity(self)
+        self.audit = AuditLog(self.keystore, self.db, clock, self.integrity.deployment)
         self.ratelimit = RateLimiter(clock)
         self.sessions = Sessions(self)
         self.accounts = Accounts(self)
+        self.login = Login(self)
+        self.userkeys = UserKeys(self)
         self.vaults = Vaults(self)
         self.items = Items(self)
 

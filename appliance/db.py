@@ -23,6 +23,11 @@ from appliance.errors import ClientError, Conflict, DatabaseUnavailable
 _begin_mode = threading.local()
 
 
+@event.listens_for(Session, "after_commit")
+def _forget_rollback_hooks(session: Session) -> None:
+    session.info.pop("on_rollback", None)
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -88,6 +93,7 @@ class Database:
         """
         _begin_mode.value = mode
         session = self._sessions()
+        session.info["writing"] = mode == "IMMEDIATE"
         try:
             yield session
             if session.in_transaction():
@@ -95,6 +101,13 @@ class Database:
         except BaseException:
             if session.in_transaction():
                 session.rollback()
+            hooks = session.info.pop("on_rollback", [])
+            session.close()
+            _begin_mode.value = "DEFERRED"
+            # Work that must follow a rollback (e.g. re-anchoring rows whose token
+            # counter moved before the commit failed), in transactions of its own.
+            for hook in hooks:
+                hook()
             raise
         finally:
             session.close()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import CursorResult, and_, bindparam, delete, select, update
 
 from appliance.errors import Conflict, IntegrityFailure, NotFound, ValidationFailed
+from appliance.integrity import audits_integrity
 from appliance.models import Item, VaultMember
 from appliance.sessions import Principal
 from appliance.tokens import is_id, new_id
@@ -126,10 +127,17 @@ _ITEM_WITH_MEMBER = (
         VaultMember.wrapped_key.label("m_wrapped_key"),
         VaultMember.wrapped_key_mac.label("m_wrapped_key_mac"),
         VaultMember.key_version.label("m_key_version"),
+        VaultMember.row_mac.label("m_row_mac"),
+        VaultMember.anchor_bucket.label("m_anchor_bucket"),
     )
     .join(VaultMember, and_(VaultMember.vault_id == Item.vault_id, VaultMember.user_id == bindparam("uid")))
     .where(Item.id == bindparam("iid"))
 )
+
+
+def _check_version(version: Any) -> None:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValidationFailed("version must be a positive integer (the version you read)")
 
 
 class Items:
@@ -154,9 +162,11 @@ class Items:
             wrapped_key=values.pop("m_wrapped_key"),
             wrapped_key_mac=values.pop("m_wrapped_key_mac"),
             key_version=values.pop("m_key_version"),
+            row_mac=values.pop("m_row_mac"),
+            anchor_bucket=values.pop("m_anchor_bucket"),
         )
         item = Item(**values)
-        self.app.vaults.check_role(member, at_least)
+        member = self.app.vaults.checked_membership(db, principal, member, at_least)
         return item, member
 
     def _opened(
@@ -178,6 +188,7 @@ class Items:
                 )
             raise IntegrityFailure() from None
 
+    @audits_integrity
     def create(self, principal: Principal, vault_id: str, values: dict[str, Any]) -> ItemView:
         fields = ItemFields.validate(values)
         item_id = new_id()
@@ -215,6 +226,7 @@ class Items:
                 )
         return ItemView(item_id, vault_id, 1, fields, now, now)
 
+    @audits_integrity
     def list_items(self, principal: Principal, vault_id: str) -> list[ItemSummary]:
         with self.app.db.read() as db:
             member = self.app.vaults.membership(db, principal, vault_id, Role.READ)
@@ -249,6 +261,7 @@ class Items:
                 )
         return sorted(out, key=lambda s: (s.title.lower(), s.id))
 
+    @audits_integrity
     def get(self, principal: Principal, item_id: str) -> ItemView:
         with self.app.db.read() as db:
             item, member = self._member_for_item(db, principal, item_id, Role.READ)
@@ -274,41 +287,78 @@ class Items:
             item.updated_at,
         )
 
+    @audits_integrity
     def update(self, principal: Principal, item_id: str, values: dict[str, Any], version: Any) -> ItemView:
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise ValidationFailed("version must be a positive integer (the version you read)")
+        """Full replacement: a field not given is cleared."""
+        _check_version(version)
         fields = ItemFields.validate(values)
         with self.app.db.read() as db:
             item, member = self._member_for_item(db, principal, item_id, Role.WRITE)
         if item.version != version:
             raise Conflict(f"stale version: the item is at version {item.version}")
-        new_version = version + 1
         with self.app.keystore.work() as work:
-            key = self.app.vaults.vault_key(work, principal, member)
-            sealed = seal_fields(work, key, item.vault_id, item.id, new_version, member.key_version, fields)
-            now = self.app.clock()
-            with self.app.db.write() as db:
-                # Shared vault lock: no update lands while the vault key is being rotated.
-                self.app.vaults.lock(db, item.vault_id, exclusive=False)
-                self.app.vaults.membership(db, principal, item.vault_id, Role.WRITE)
-                result: CursorResult[Any] = db.execute(  # type: ignore[assignment]
-                    update(Item)
-                    .where(Item.id == item.id, Item.version == version, Item.key_version == member.key_version)
-                    .values(version=new_version, updated_at=now, updated_by=principal.user_id, **sealed)
-                )
-                if result.rowcount != 1:
-                    raise Conflict("stale version: the item changed meanwhile")
-                self.app.audit.by(
-                    principal,
-                    db,
-                    work,
-                    "item.updated",
-                    target=item.id,
-                    vault=item.vault_id,
-                    version=new_version,
-                )
+            return self._store(work, principal, item, member, fields, version)
+
+    @audits_integrity
+    def patch(self, principal: Principal, item_id: str, changes: dict[str, Any], version: Any) -> ItemView:
+        """Partial update: a field not in ``changes`` keeps its value, None clears it
+        (the title cannot be cleared)."""
+        _check_version(version)
+        unknown = sorted(set(changes) - set(FIELDS))
+        if unknown:
+            raise ValidationFailed(f"unknown item fields: {', '.join(unknown)}")
+        if "title" in changes and changes["title"] is None:
+            raise ValidationFailed("title cannot be cleared")
+        with self.app.db.read() as db:
+            item, member = self._member_for_item(db, principal, item_id, Role.WRITE)
+        if item.version != version:
+            raise Conflict(f"stale version: the item is at version {item.version}")
+        if item.key_version != member.key_version:
+            raise Conflict("the vault key changed meanwhile; retry")
+        with self.app.keystore.work() as work:
+            current = self._opened(work, principal, member, item)
+            fields = ItemFields.validate({**current, **changes})
+            return self._store(work, principal, item, member, fields, version, changed=",".join(sorted(changes)))
+
+    def _store(
+        self,
+        work: Work,
+        principal: Principal,
+        item: Item,
+        member: VaultMember,
+        fields: ItemFields,
+        version: int,
+        **details: Any,
+    ) -> ItemView:
+        """Seal ``fields`` as the next version of ``item``, if it is still at ``version``."""
+        new_version = version + 1
+        key = self.app.vaults.vault_key(work, principal, member)
+        sealed = seal_fields(work, key, item.vault_id, item.id, new_version, member.key_version, fields)
+        now = self.app.clock()
+        with self.app.db.write() as db:
+            # Shared vault lock: no update lands while the vault key is being rotated.
+            self.app.vaults.lock(db, item.vault_id, exclusive=False)
+            self.app.vaults.membership(db, principal, item.vault_id, Role.WRITE)
+            result: CursorResult[Any] = db.execute(  # type: ignore[assignment]
+                update(Item)
+                .where(Item.id == item.id, Item.version == version, Item.key_version == member.key_version)
+                .values(version=new_version, updated_at=now, updated_by=principal.user_id, **sealed)
+            )
+            if result.rowcount != 1:
+                raise Conflict("stale version: the item changed meanwhile")
+            self.app.audit.by(
+                principal,
+                db,
+                work,
+                "item.updated",
+                target=item.id,
+                vault=item.vault_id,
+                version=new_version,
+                **details,
+            )
         return ItemView(item.id, item.vault_id, new_version, fields, item.created_at, now)
 
+    @audits_integrity
     def delete(self, principal: Principal, item_id: str) -> None:
         with self.app.keystore.work() as work, self.app.db.write() as db:
             item, _ = self._member_for_item(db, principal, item_id, Role.WRITE)

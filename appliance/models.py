@@ -46,6 +46,15 @@ class User(Base):
     pin_kdf: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
     enrolled_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Key pair generation: 1 at enrollment, +1 at each rotation of the pair.
+    key_generation: Mapped[int] = mapped_column(Integer, default=0)
+    key_created_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # An administrator asked for a new key pair: made at the user's next unlock.
+    key_rotation_due: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Row MAC (bind root) over the columns that grant or limit access, anchored in
+    # the token (appliance/integrity): "label:hex", and the anchor bucket it uses.
+    row_mac: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    anchor_bucket: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
 
 
 class OneTimeToken(Base):
@@ -59,6 +68,8 @@ class OneTimeToken(Base):
     expires_at: Mapped[float] = mapped_column(Float)
     used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # HMAC (bind root) over hash, purpose, user, expiry and (reset) the password it replaces.
+    mac: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class LoginTicket(Base):
@@ -67,6 +78,8 @@ class LoginTicket(Base):
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     expires_at: Mapped[float] = mapped_column(Float)
+    # HMAC (bind root) over hash, user, expiry and the password hash it was issued for.
+    mac: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class Session(Base):
@@ -82,6 +95,10 @@ class Session(Base):
     last_seen_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float)
     client_addr: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    row_mac: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    anchor_bucket: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    # HMAC (bind root) over the session id and last_seen_at (idle timeout).
+    seen_mac: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class Vault(Base):
@@ -92,6 +109,8 @@ class Vault(Base):
     key_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[float] = mapped_column(Float)
     created_by: Mapped[str] = mapped_column(String(32))
+    row_mac: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    anchor_bucket: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
 
 
 class VaultMember(Base):
@@ -106,6 +125,8 @@ class VaultMember(Base):
     wrapped_key_mac: Mapped[str | None] = mapped_column(String(128), nullable=True)
     key_version: Mapped[int] = mapped_column(Integer)
     added_at: Mapped[float] = mapped_column(Float)
+    row_mac: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    anchor_bucket: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
 
 
 class Item(Base):
@@ -149,6 +170,27 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
     mac: Mapped[str] = mapped_column(String(64))
+    # HMAC (audit root) over seq and mac: the head cannot be rewritten to hide a cut tail.
+    head_mac: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class Deployment(Base):
+    """One row: this database's random id, bound into every row MAC and naming the
+    token's anchor tables, so rows cannot move between deployments sharing a token."""
+
+    __tablename__ = "deployment"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class AnchorLock(Base):
+    """One row per anchor domain, locked while its token counters move."""
+
+    __tablename__ = "anchor_locks"
+
+    domain: Mapped[str] = mapped_column(String(16), primary_key=True)
 
 
 class RateLimitHit(Base):

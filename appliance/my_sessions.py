@@ -57,7 +57,7 @@ def revoke_session(app: Appliance, principal: Principal, session_id: str) -> Non
         owner = db.execute(select(SessionRow.user_id).where(SessionRow.id == session_id)).scalar_one_or_none()
         if owner is None or owner != principal.user_id:
             raise NotFound("no such session")
-        app.sessions.revoke(db, session_id)
+        app.sessions.revoke(db, work, session_id)
         app.audit.by(principal, db, work, "session.revoked", target=principal.user_id, session=session_id)
     if session_id == principal.session_id:
         app.sessions.forget_cached(principal)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, select, update
 
 from appliance.errors import IntegrityFailure, Unauthorized
+from appliance.integrity import SESSION, USER, BrokenRow, Domain, macs
 from appliance.models import Session as SessionRow
 from appliance.models import User
 from appliance.tokens import SessionToken
@@ -74,22 +76,36 @@ class Sessions:
             "session",
         )
         expires = now + rules.session_max_seconds
-        db.add(
-            SessionRow(
-                id=token.session_id,
-                user_id=user.id,
-                verifier=token.verifier(),
-                key_blob=blob,
-                kek_label=work.sealed_under(blob),
-                created_at=now,
-                last_seen_at=now,
-                expires_at=expires,
-                client_addr=client_addr,
-            )
+        row = SessionRow(
+            id=token.session_id,
+            user_id=user.id,
+            verifier=token.verifier(),
+            key_blob=blob,
+            kek_label=work.sealed_under(blob),
+            created_at=now,
+            last_seen_at=now,
+            expires_at=expires,
+            client_addr=client_addr,
         )
+        row.seen_mac = self.seen_mac(work, row.id, now)
+        self.app.integrity.seal_new(db, work, SESSION, row)
+        db.add(row)
         return token.encode(), expires
 
+    def seen_mac(self, work: Work, session_id: str, last_seen_at: float) -> str:
+        """MAC of the idle clock: only the server moves it forward (a writer can
+        only move it back to an older MACed value, which ends the session sooner)."""
+        return macs.make(work, "session-seen", self.app.integrity.deployment(), session_id, repr(float(last_seen_at)))
+
     def authenticate(self, raw_token: str, client_addr: str | None) -> Principal:
+        try:
+            return self._authenticate(raw_token, client_addr)
+        except BrokenRow as exc:
+            exc.client_addr = client_addr
+            self.app.integrity.record(exc)
+            raise
+
+    def _authenticate(self, raw_token: str, client_addr: str | None) -> Principal:
         token = SessionToken.parse(raw_token)
         if token is None:
             raise Unauthorized("missing or malformed session token")
@@ -97,19 +113,35 @@ class Sessions:
         rules = self.app.settings.security
         with self.app.db.read() as db:
             # Plain columns, not ORM objects: this runs on every request.
-            row = db.connection().execute(_SESSION_LOOKUP, {"sid": token.session_id}).one_or_none()
-        user = row
-        if row is None or not token.matches(row.verifier):
+            found = db.connection().execute(_SESSION_LOOKUP, {"sid": token.session_id}).one_or_none()
+        if found is None or not token.matches(found.verifier):
             raise Unauthorized("invalid or expired session")
-        if row.expires_at <= now or row.last_seen_at + rules.session_idle_seconds <= now:
-            with self.app.db.write() as db:
-                db.execute(delete(SessionRow).where(SessionRow.id == row.id))
-            raise Unauthorized("invalid or expired session")
-        if user.status != "active" or user.locked:
-            raise Unauthorized("invalid or expired session")
-        if now - row.last_seen_at >= _TOUCH_EVERY:
-            with self.app.db.write() as db:
-                db.execute(update(SessionRow).where(SessionRow.id == row.id).values(last_seen_at=now))
+        row, user = _split(found)
+        integrity = self.app.integrity
+        with self.app.keystore.work() as work:
+            checked = integrity.require(None, work, SESSION, row, actor=row.user_id)
+            if checked is None:
+                raise Unauthorized("invalid or expired session")  # revoked meanwhile
+            row = checked
+            if integrity.require(None, work, USER, user, actor=row.user_id) is None:
+                raise Unauthorized("invalid or expired session")
+            if not macs.check(
+                work, row.seen_mac, "session-seen", integrity.deployment(), row.id, repr(float(row.last_seen_at))
+            ):
+                raise BrokenRow("session_last_seen", row.id, row.user_id, client_addr)
+            if row.expires_at <= now or row.last_seen_at + rules.session_idle_seconds <= now:
+                # An expired row opens nothing even if restored: no anchor to move.
+                with self.app.db.write() as db:
+                    db.execute(delete(SessionRow).where(SessionRow.id == row.id))
+                raise Unauthorized("invalid or expired session")
+            if user.status != "active" or user.locked:
+                raise Unauthorized("invalid or expired session")
+            if now - row.last_seen_at >= _TOUCH_EVERY:
+                seen = self.seen_mac(work, row.id, now)
+                with self.app.db.write() as db:
+                    db.execute(
+                        update(SessionRow).where(SessionRow.id == row.id).values(last_seen_at=now, seen_mac=seen)
+                    )
         return Principal(
             user_id=row.user_id,
             email=user.email,
@@ -139,11 +171,20 @@ class Sessions:
         cache.put(key, work.keep(handle), work.generation)
         return handle
 
-    def revoke(self, db: Any, session_id: str) -> None:
-        db.execute(delete(SessionRow).where(SessionRow.id == session_id))
+    def revoke(self, db: Any, work: Work, session_id: str) -> bool:
+        """End one session on every node. Its bucket's anchor moves, so the row
+        cannot be brought back from an older copy of the database."""
+        user_id = db.execute(select(SessionRow.user_id).where(SessionRow.id == session_id)).scalar_one_or_none()
+        if user_id is None:
+            return False
+        with self.app.integrity.changing(db, work, Domain.SESSIONS, user_id):
+            db.execute(delete(SessionRow).where(SessionRow.id == session_id))
+        return True
 
-    def revoke_user(self, db: Any, user_id: str) -> int:
-        result = db.execute(delete(SessionRow).where(SessionRow.user_id == user_id))
+    def revoke_user(self, db: Any, work: Work, user_id: str) -> int:
+        """End every session of a user (lock, password change or reset, disable)."""
+        with self.app.integrity.changing(db, work, Domain.SESSIONS, user_id):
+            result = db.execute(delete(SessionRow).where(SessionRow.user_id == user_id))
         return int(result.rowcount or 0)
 
     def forget_cached(self, principal: Principal) -> None:
@@ -154,22 +195,25 @@ class Sessions:
             return len(db.execute(select(SessionRow.id).where(SessionRow.user_id == user_id)).all())
 
 
+_SESSION_COLUMNS = [c.name for c in SessionRow.__table__.columns]
+_USER_COLUMNS = [c.name for c in User.__table__.columns if c.name not in ("public_key", "private_key_blob")]
 _SESSION_LOOKUP = (
     select(
-        SessionRow.id,
-        SessionRow.user_id,
-        SessionRow.verifier,
-        SessionRow.key_blob,
-        SessionRow.expires_at,
-        SessionRow.last_seen_at,
-        User.email,
-        User.is_admin,
-        User.status,
-        User.locked,
+        *(SessionRow.__table__.c[name] for name in _SESSION_COLUMNS),
+        *(User.__table__.c[name].label("u_" + name) for name in _USER_COLUMNS),
     )
     .join(User, User.id == SessionRow.user_id)
     .where(SessionRow.id == bindparam("sid"))
 )
+
+
+def _split(found: Any) -> tuple[Any, Any]:
+    """One joined row into a session view and a user view (attribute access, as
+    the row specs read them)."""
+    values = found._mapping
+    session = SimpleNamespace(**{name: values[name] for name in _SESSION_COLUMNS})
+    user = SimpleNamespace(**{name: values["u_" + name] for name in _USER_COLUMNS})
+    return session, user
 
 
 def user_key_context(user_id: str) -> bytes:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from appliance import config as config_mod
 from appliance import schema
-from appliance.bindings import backfill
 from appliance.config import ConfigError, Settings
 from appliance.db import Database
 from hsm.keystore import Keystore
@@ -66,7 +65,7 @@ def render_config(
         "[server]",
         'host = "127.0.0.1"',
         "port = 8080",
-        'trusted_proxies = ["127.0.0.1", "::1"]',
+        "trusted_proxies = []",
         "max_body_bytes = 1048576",
         "",
         "[database]",
@@ -194,14 +193,23 @@ def init(
     try:
         for label in keystore.ensure_roots():
             report.note(f"HSM root key {label}")
-        database = Database(settings.database_url)
-        try:
-            with keystore.work() as work, database.write() as db:
-                users, members = backfill(db, work)
-            if users or members:
-                report.note(f"bindings for {users} public keys and {members} wrapped vault keys")
-        finally:
-            database.dispose()
     finally:
         keystore.close()
+    from appliance.core import Appliance
+    from appliance.integrity.adoption import adopt_once
+
+    app = Appliance(settings)
+    try:
+        if app.audit.ensure_genesis():
+            report.note("audit log genesis entry")
+        adoption = adopt_once(app)
+        if adoption.public_keys or adoption.wrapped_keys or adoption.rows:
+            report.note(
+                f"adopted rows written before their MACs existed: {adoption.public_keys} public keys, "
+                f"{adoption.wrapped_keys} wrapped vault keys, {adoption.rows} anchored rows (once; never again)"
+            )
+        elif adoption.done_now:
+            report.note("recorded in the token that this deployment's rows are bound")
+    finally:
+        app.close()
     return settings, report

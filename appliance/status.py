@@ -1,8 +1,10 @@
-"""What `coffre status` prints: module, token, root keys, what each KEK protects."""
+"""What `coffre status` reports: module, token, root keys, what each KEK protects,
+database and counts, as one structure (the CLI prints it as tables or JSON)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -26,35 +28,104 @@ def kek_usage(app: Appliance) -> Counter[str]:
     return usage
 
 
-def collect(app: Appliance) -> list[str]:
+def _hsm(app: Appliance) -> dict[str, Any]:
     s = app.settings
-    lines = [f"config:        {s.path}", f"HSM module:    {s.hsm.module}", f"token label:   {s.hsm.token_label}"]
+    hsm: dict[str, Any] = {"module": s.hsm.module, "token_label": s.hsm.token_label, "token": None, "error": None}
+    roots: list[dict[str, Any]] = []
     try:
-        roots = app.keystore.list_roots()
+        found = app.keystore.list_roots()
         token = app.keystore.pool.token
-        lines.append(f"token:         {token.label} (manufacturer {token.manufacturer_id}, model {token.model})")
+        hsm["token"] = {"label": token.label, "manufacturer": token.manufacturer_id, "model": token.model}
         usage = kek_usage(app)
         for kind in RootKind:
-            versions = [r for r in roots if r.kind is kind]
+            versions = [r for r in found if r.kind is kind]
             if not versions:
-                lines.append(f"root {kind.value:<7}  MISSING: run `coffre init`")
-                continue
+                roots.append({"kind": kind.value, "label": None, "version": None, "current": False, "sealed": None})
             for r in versions:
-                current = " (current)" if r is versions[-1] else ""
-                extra = f", protects {usage.get(r.label, 0)} sealed blobs" if kind is RootKind.KEK else ""
-                lines.append(f"root {kind.value:<7}  {r.label}{current}{extra}")
+                roots.append(
+                    {
+                        "kind": kind.value,
+                        "label": r.label,
+                        "version": r.version,
+                        "current": r is versions[-1],
+                        "sealed": usage.get(r.label, 0) if kind is RootKind.KEK else None,
+                    }
+                )
+        hsm["unwrap_template"] = _unwrap_template(app)
     except HsmError as exc:
-        lines.append(f"HSM:           UNAVAILABLE ({exc})")
+        hsm["error"] = str(exc)
+    hsm["roots"] = roots
+    return hsm
+
+
+def _unwrap_template(app: Appliance) -> dict[str, Any]:
+    """Whether the token enforces the user-key root's unwrap template (probed)."""
+    from hsm.policy import template_policy
+
+    try:
+        with app.keystore.work() as work:
+            policy = template_policy(work)
+    except HsmError as exc:  # e.g. no user-key root yet: run `coffre init`
+        return {"enforced": None, "detail": str(exc)}
+    return {"enforced": policy.enforced, "detail": policy.detail}
+
+
+def report(app: Appliance) -> dict[str, Any]:
+    """Everything `coffre status` shows. Root entries with ``label`` None are missing
+    (run `coffre init`); ``sealed`` counts the blobs a KEK version protects."""
+    s = app.settings
     url = s.database_url.split("@")[-1] if "@" in s.database_url else s.database_url
-    lines.append(f"database:      {url}")
-    lines.append(f"schema:        {schema.current_revision(app.db.engine)} (head {schema.head_revision()})")
     with app.db.read() as db:
 
         def count(model: type) -> int:
             return int(db.execute(select(func.count()).select_from(model)).scalar_one())
 
-        lines.append(
-            f"counts:        users {count(User)}, vaults {count(Vault)}, memberships {count(VaultMember)}, "
-            f"items {count(Item)}, sessions {count(Session)}, audit entries {count(AuditEntry)}"
-        )
+        counts = {
+            "users": count(User),
+            "vaults": count(Vault),
+            "memberships": count(VaultMember),
+            "items": count(Item),
+            "sessions": count(Session),
+            "audit_entries": count(AuditEntry),
+        }
+    return {
+        "config": str(s.path) if s.path else None,
+        "hsm": _hsm(app),
+        "database": {
+            "url": url,
+            "schema": schema.current_revision(app.db.engine),
+            "head": schema.head_revision(),
+        },
+        "counts": counts,
+    }
+
+
+def collect(app: Appliance) -> list[str]:
+    """The report as ``key: value`` lines (the admin console's system status page)."""
+    r = report(app)
+    hsm = r["hsm"]
+    lines = [f"config:        {r['config']}", f"HSM module:    {hsm['module']}", f"token label:   {hsm['token_label']}"]
+    token = hsm["token"]
+    if token is None:
+        lines.append(f"HSM:           UNAVAILABLE ({hsm['error']})")
+    else:
+        lines.append(f"token:         {token['label']} (manufacturer {token['manufacturer']}, model {token['model']})")
+        for root in hsm["roots"]:
+            if root["label"] is None:
+                lines.append(f"root {root['kind']:<7}  MISSING: run `coffre init`")
+                continue
+            current = " (current)" if root["current"] else ""
+            sealed = f", protects {root['sealed']} sealed blobs" if root["sealed"] is not None else ""
+            lines.append(f"root {root['kind']:<7}  {root['label']}{current}{sealed}")
+        policy = hsm.get("unwrap_template") or {}
+        state = {True: "enforced", False: "NOT enforced", None: "unknown"}[policy.get("enforced")]
+        lines.append(f"unwrap templates: {state} ({policy.get('detail', '')})")
+    db = r["database"]
+    lines.append(f"database:      {db['url']}")
+    lines.append(f"schema:        {db['schema']} (head {db['head']})")
+    c = r["counts"]
+    lines.append(
+        f"counts:        users {c['users']}, vaults {c['vaults']}, memberships {c['memberships']}, "
+        f"items {c['items']}, sessions {c['sessions']}, audit entries {c['audit_entries']}"
+    )
     return lines

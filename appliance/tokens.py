@@ -10,9 +10,9 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass, field
 
@@ -29,9 +29,23 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _unb64(text: str) -> bytes:
-    padded = text + "=" * (-len(text) % 4)
-    return base64.urlsafe_b64decode(padded.encode("ascii"))
+# A session token is accepted in exactly one spelling: unpadded URL-safe base64 of 48
+# bytes (no `+`, `/`, `=`, whitespace or other characters a lenient decoder skips).
+# One-time tokens and login tickets need no parser: the database holds the SHA-256 of
+# the exact string handed out, so any other spelling names nothing.
+_SESSION = re.compile(r"cfs_[A-Za-z0-9_-]{64}")
+
+
+def _strict_b64(text: str, size: int) -> bytes | None:
+    """Decode unpadded URL-safe base64 of exactly ``size`` bytes, or None unless
+    ``text`` is the one canonical spelling of those bytes."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        return None
+    if len(raw) != size or not hmac.compare_digest(_b64(raw), text):
+        return None
+    return raw
 
 
 def new_opaque(prefix: str) -> str:
@@ -65,13 +79,11 @@ class SessionToken:
 
     @classmethod
     def parse(cls, token: str) -> SessionToken | None:
-        if not token.startswith(SESSION_PREFIX) or len(token) > 100:
+        """The token, or None unless ``token`` is exactly what :meth:`encode` produces."""
+        if not isinstance(token, str) or _SESSION.fullmatch(token) is None:
             return None
-        try:
-            raw = _unb64(token[len(SESSION_PREFIX) :])
-        except (binascii.Error, ValueError, UnicodeEncodeError):
-            return None
-        if len(raw) != 48:
+        raw = _strict_b64(token[len(SESSION_PREFIX) :], 48)
+        if raw is None:
             return None
         return cls(session_id=raw[:16].hex(), secret=raw[16:])
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +14,7 @@ from sqlalchemy import delete, select
 
 from appliance.bindings import bind_member_key, member_key_is_bound, public_key_is_bound
 from appliance.errors import Conflict, Forbidden, IntegrityFailure, NotFound, ValidationFailed
+from appliance.integrity import MEMBER, VAULT, BrokenRow, Domain, audits_integrity
 from appliance.models import Item, User, Vault, VaultMember
 from appliance.sessions import Principal
 from appliance.tokens import is_id, new_id
@@ -26,13 +25,8 @@ if TYPE_CHECKING:
     from appliance.core import Appliance
 
 
-class BrokenBinding(IntegrityFailure):
+class BrokenBinding(BrokenRow):
     """A stored key or ciphertext failed its check; ``what``/``target`` go to the audit log."""
-
-    def __init__(self, what: str, target: str) -> None:
-        super().__init__()
-        self.what = what
-        self.target = target
 
 
 class Role(enum.IntEnum):
@@ -78,26 +72,50 @@ class Vaults:
 
     # -- access -------------------------------------------------------------------
 
-    def membership(self, db: Any, principal: Principal, vault_id: str, at_least: Role) -> VaultMember:
+    def membership(
+        self, db: Any, principal: Principal, vault_id: str, at_least: Role, work: Work | None = None
+    ) -> VaultMember:
         """The caller's membership, or NotFound (not a member: existence stays
-        hidden) / Forbidden (a member whose role is too low)."""
+        hidden) / Forbidden (a member whose role is too low). The row's MAC, anchored
+        in the token, is checked: a forged, edited or restored membership is refused."""
         member: VaultMember | None = db.get(VaultMember, (vault_id, principal.user_id)) if is_id(vault_id) else None
         if member is None:
             raise NotFound("no such vault")
-        self.check_role(member, at_least)
-        return member
+        checked: VaultMember = self.checked_membership(db, principal, member, at_least, work)
+        return checked
+
+    def checked_membership(
+        self, db: Any, principal: Principal, member: Any, at_least: Role, work: Work | None = None
+    ) -> Any:
+        if work is None:
+            with self.app.keystore.work() as own:
+                checked = self.app.integrity.require(
+                    db, own, MEMBER, member, actor=principal.user_id, client_addr=principal.client_addr
+                )
+        else:
+            checked = self.app.integrity.require(
+                db, work, MEMBER, member, actor=principal.user_id, client_addr=principal.client_addr
+            )
+        if checked is None:
+            raise NotFound("no such vault")
+        self.check_role(checked, at_least)
+        return checked
 
     @staticmethod
     def check_role(member: VaultMember, at_least: Role) -> None:
         if Role[member.role.upper()] < at_least:
             raise Forbidden(f"this needs the {at_least.wire} role on the vault")
 
-    def vault_key(self, work: Work, principal: Principal, member: VaultMember) -> Any:
-        """The vault key inside the token, unwrapped with the caller's private key."""
+    def vault_key(self, work: Work, principal: Principal, member: VaultMember, extractable: bool = False) -> Any:
+        """The vault key inside the token, unwrapped with the caller's private key.
+
+        The copy used to read and write items is not extractable (and is the one
+        cached); an extractable copy is made only to wrap the key for a new member,
+        used once and destroyed with the unit of work."""
         cache = self.app.keystore.cache
         digest = hashlib.sha256(member.wrapped_key + (member.wrapped_key_mac or "").encode()).digest()
         key = principal.cache_prefix + b"|vault|" + member.vault_id.encode() + b"|" + digest
-        handle = cache.get(key, work.generation)
+        handle = None if extractable else cache.get(key, work.generation)
         if handle is not None:
             return handle
         if not member_key_is_bound(
@@ -107,11 +125,12 @@ class Vaults:
             raise IntegrityFailure()
         private = self.app.sessions.private_key(work, principal)
         try:
-            handle = work.unwrap_with_private_key(private, member.wrapped_key)
+            handle = work.unwrap_with_private_key(private, member.wrapped_key, extractable=extractable)
         except DecryptionFailed:
             self._integrity_event(work, principal, "vault_key", member.vault_id)
             raise IntegrityFailure() from None
-        cache.put(key, work.keep(handle), work.generation)
+        if not extractable:
+            cache.put(key, work.keep(handle), work.generation)
         return handle
 
     def _wrap_for(
@@ -122,16 +141,6 @@ class Vaults:
             raise BrokenBinding("public_key_binding", user.id)
         wrapped = work.wrap_for_public_key(key, user.public_key)
         return wrapped, bind_member_key(work, vault_id, user.id, key_version, wrapped)
-
-    @contextmanager
-    def _audited_integrity(self, work: Work, principal: Principal) -> Iterator[None]:
-        """Record an ``integrity.failed`` entry for a failure raised inside a write
-        transaction, once that transaction has been rolled back."""
-        try:
-            yield
-        except BrokenBinding as exc:
-            self._integrity_event(work, principal, exc.what, exc.target)
-            raise
 
     def _integrity_event(self, work: Work, principal: Principal, what: str, target: str) -> None:
         with self.app.db.write() as db:
@@ -158,9 +167,10 @@ class Vaults:
 
     # -- vaults -------------------------------------------------------------------
 
+    @audits_integrity
     def create(self, principal: Principal, name: Any) -> VaultView:
         name = _check_name(name)
-        with self.app.keystore.work() as work, self._audited_integrity(work, principal):
+        with self.app.keystore.work() as work:
             with self.app.db.read() as db:
                 me = db.get(User, principal.user_id)
             if me is None or me.public_key is None:
@@ -169,20 +179,21 @@ class Vaults:
             vault = Vault(id=new_id(), name=name, key_version=1, created_at=self.app.clock(), created_by=me.id)
             wrapped, wrapped_mac = self._wrap_for(work, principal, key, vault.id, me, 1)
             now = vault.created_at
+            member = VaultMember(
+                vault_id=vault.id,
+                user_id=me.id,
+                role="admin",
+                wrapped_key=wrapped,
+                wrapped_key_mac=wrapped_mac,
+                key_version=1,
+                added_at=now,
+            )
             with self.app.db.write() as db:
+                self.app.integrity.seal_new(db, work, VAULT, vault)
+                self.app.integrity.seal_new(db, work, MEMBER, member)
                 db.add(vault)
                 db.flush()
-                db.add(
-                    VaultMember(
-                        vault_id=vault.id,
-                        user_id=me.id,
-                        role="admin",
-                        wrapped_key=wrapped,
-                        wrapped_key_mac=wrapped_mac,
-                        key_version=1,
-                        added_at=now,
-                    )
-                )
+                db.add(member)
                 self.app.audit.append(
                     db, work, "vault.created", actor=me.id, target=vault.id, client_addr=principal.client_addr
                 )
@@ -198,6 +209,7 @@ class Vaults:
             ).all()
         return [VaultView(v.id, v.name, role) for v, role in rows]
 
+    @audits_integrity
     def get(self, principal: Principal, vault_id: str) -> VaultView:
         with self.app.db.read() as db:
             member = self.membership(db, principal, vault_id, Role.READ)
@@ -205,11 +217,12 @@ class Vaults:
         assert vault is not None
         return VaultView(vault.id, vault.name, member.role)
 
+    @audits_integrity
     def rename(self, principal: Principal, vault_id: str, name: Any) -> VaultView:
         name = _check_name(name)
         with self.app.keystore.work() as work, self.app.db.write() as db:
             self.lock(db, vault_id)
-            self.membership(db, principal, vault_id, Role.ADMIN)
+            self.membership(db, principal, vault_id, Role.ADMIN, work)
             vault = db.get(Vault, vault_id)
             assert vault is not None
             vault.name = name
@@ -222,14 +235,16 @@ class Vaults:
             )
             return VaultView(vault.id, vault.name, "admin")
 
+    @audits_integrity
     def delete(self, principal: Principal, vault_id: str) -> None:
         with self.app.keystore.work() as work, self.app.db.write() as db:
             self.lock(db, vault_id)
-            self.membership(db, principal, vault_id, Role.ADMIN)
+            self.membership(db, principal, vault_id, Role.ADMIN, work)
             # Items first (their ciphertexts), then every wrapped vault key, then the vault.
-            db.execute(delete(Item).where(Item.vault_id == vault_id))
-            db.execute(delete(VaultMember).where(VaultMember.vault_id == vault_id))
-            db.execute(delete(Vault).where(Vault.id == vault_id))
+            with self.app.integrity.changing(db, work, Domain.VAULTS, vault_id):
+                db.execute(delete(Item).where(Item.vault_id == vault_id))
+                db.execute(delete(VaultMember).where(VaultMember.vault_id == vault_id))
+                db.execute(delete(Vault).where(Vault.id == vault_id))
             self.app.audit.by(
                 principal,
                 db,
@@ -240,6 +255,7 @@ class Vaults:
 
     # -- members ------------------------------------------------------------------
 
+    @audits_integrity
     def members(self, principal: Principal, vault_id: str) -> list[MemberView]:
         with self.app.db.read() as db:
             self.membership(db, principal, vault_id, Role.READ)
@@ -251,6 +267,7 @@ class Vaults:
             ).all()
         return [MemberView(vault_id, m.user_id, email, m.role) for m, email in rows]
 
+    @audits_integrity
     def add_member(self, principal: Principal, vault_id: str, email: Any, role: Any) -> MemberView:
         wanted = Role.parse(role)
         if not isinstance(email, str):
@@ -258,9 +275,9 @@ class Vaults:
         from appliance.accounts import normalize_email
 
         email = normalize_email(email)
-        with self.app.keystore.work() as work, self._audited_integrity(work, principal):
+        with self.app.keystore.work() as work:
             with self.app.db.read() as db:
-                mine = self.membership(db, principal, vault_id, Role.ADMIN)
+                mine = self.membership(db, principal, vault_id, Role.ADMIN, work)
                 target = db.execute(select(User).where(User.email == email)).scalar_one_or_none()
                 # One answer for "no such user", "not enrolled yet" and "disabled":
                 # any user can create a vault, so this must not enumerate accounts.
@@ -268,24 +285,24 @@ class Vaults:
                     raise NotFound("no enrolled, active user with this e-mail address")
                 if db.get(VaultMember, (vault_id, target.id)) is not None:
                     raise Conflict("this user is already a member of the vault")
-            key = self.vault_key(work, principal, mine)
+            key = self.vault_key(work, principal, mine, extractable=True)
             wrapped, wrapped_mac = self._wrap_for(work, principal, key, vault_id, target, mine.key_version)
             with self.app.db.write() as db:
                 self.lock(db, vault_id)
-                current = self.membership(db, principal, vault_id, Role.ADMIN)
+                current = self.membership(db, principal, vault_id, Role.ADMIN, work)
                 if current.key_version != mine.key_version:
                     raise Conflict("the vault key changed meanwhile; retry")
-                db.add(
-                    VaultMember(
-                        vault_id=vault_id,
-                        user_id=target.id,
-                        role=wanted.wire,
-                        wrapped_key=wrapped,
-                        wrapped_key_mac=wrapped_mac,
-                        key_version=mine.key_version,
-                        added_at=self.app.clock(),
-                    )
+                new_member = VaultMember(
+                    vault_id=vault_id,
+                    user_id=target.id,
+                    role=wanted.wire,
+                    wrapped_key=wrapped,
+                    wrapped_key_mac=wrapped_mac,
+                    key_version=mine.key_version,
+                    added_at=self.app.clock(),
                 )
+                self.app.integrity.seal_new(db, work, MEMBER, new_member)
+                db.add(new_member)
                 self.app.audit.by(
                     principal,
                     db,
@@ -297,18 +314,21 @@ class Vaults:
                 )
         return MemberView(vault_id, target.id, target.email, wanted.wire)
 
+    @audits_integrity
     def change_role(self, principal: Principal, vault_id: str, user_id: str, role: Any) -> MemberView:
         wanted = Role.parse(role)
         with self.app.keystore.work() as work, self.app.db.write() as db:
             self.lock(db, vault_id)
-            self.membership(db, principal, vault_id, Role.ADMIN)
+            self.membership(db, principal, vault_id, Role.ADMIN, work)
             member = db.get(VaultMember, (vault_id, user_id)) if is_id(user_id) else None
             if member is None:
                 raise NotFound("no such member")
+            member = self.checked_membership(db, principal, member, Role.READ, work)
             if member.role == "admin" and wanted is not Role.ADMIN and self._admin_count(db, vault_id) <= 1:
                 raise Conflict("the last administrator of a vault cannot be demoted")
             old = member.role
-            member.role = wanted.wire
+            with self.app.integrity.changing(db, work, Domain.VAULTS, vault_id):
+                member.role = wanted.wire
             user = db.get(User, user_id)
             self.app.audit.by(
                 principal,
@@ -322,58 +342,74 @@ class Vaults:
             )
             return MemberView(vault_id, user_id, user.email if user else "", wanted.wire)
 
+    @audits_integrity
     def remove_member(self, principal: Principal, vault_id: str, user_id: str) -> None:
         """Remove a member and rotate the vault key: every item is re-encrypted under
-        a new key, wrapped for the remaining members only, in one transaction."""
-        with self.app.keystore.work() as work, self._audited_integrity(work, principal):
+        a new key, wrapped for the remaining members only, in one transaction. The
+        vaults anchor moves: the removed member's row cannot come back from an
+        older copy of the database."""
+        with self.app.keystore.work() as work:
             with self.app.db.read() as db:
-                mine = self.membership(db, principal, vault_id, Role.ADMIN)
-            old_key = self.vault_key(work, principal, mine)
+                mine = self.membership(db, principal, vault_id, Role.ADMIN, work)
+            old_key = self.vault_key(work, principal, mine, extractable=False)
             new_key = work.new_data_key()
             with self.app.db.write() as db:
                 self.lock(db, vault_id)
-                mine = self.membership(db, principal, vault_id, Role.ADMIN)
+                mine = self.membership(db, principal, vault_id, Role.ADMIN, work)
                 vault = db.get(Vault, vault_id)
                 member = db.get(VaultMember, (vault_id, user_id)) if is_id(user_id) else None
                 if vault is None or member is None:
                     raise NotFound("no such member")
-                if member.role == "admin" and self._admin_count(db, vault_id) <= 1:
-                    raise Conflict("the last administrator of a vault cannot be removed")
-                if mine.key_version != vault.key_version:
-                    raise Conflict("the vault key changed meanwhile; retry")
-                new_version = vault.key_version + 1
-                from appliance.items import reencrypt_item
+                vault = self.app.integrity.require(db, work, VAULT, vault, actor=principal.user_id)
+                if vault is None:
+                    raise NotFound("no such member")
+                self._rotate_without(db, work, principal, vault, member, old_key, new_key)
 
-                for item in db.execute(select(Item).where(Item.vault_id == vault_id)).scalars():
-                    try:
-                        reencrypt_item(work, item, old_key, new_key, new_version)
-                    except DecryptionFailed:
-                        raise BrokenBinding("item", item.id) from None
-                db.delete(member)
-                db.flush()
-                users = {
-                    u.id: u
-                    for u in db.execute(
-                        select(User)
-                        .join(VaultMember, VaultMember.user_id == User.id)
-                        .where(VaultMember.vault_id == vault_id)
-                    ).scalars()
-                }
-                for other in db.execute(select(VaultMember).where(VaultMember.vault_id == vault_id)).scalars():
-                    other.wrapped_key, other.wrapped_key_mac = self._wrap_for(
-                        work, principal, new_key, vault_id, users[other.user_id], new_version
-                    )
-                    other.key_version = new_version
-                vault.key_version = new_version
-                self.app.audit.by(
-                    principal,
-                    db,
-                    work,
-                    "member.removed",
-                    target=vault_id,
-                    member=user_id,
-                    key_version=new_version,
+    def _rotate_without(
+        self, db: Any, work: Work, principal: Principal, vault: Vault, member: VaultMember, old_key: Any, new_key: Any
+    ) -> None:
+        """Delete ``member``, re-encrypt every item under ``new_key`` and wrap it for
+        the remaining members (inside the caller's transaction and vault lock)."""
+        vault_id, user_id = vault.id, member.user_id
+        if member.role == "admin" and self._admin_count(db, vault_id) <= 1:
+            raise Conflict("the last administrator of a vault cannot be removed")
+        mine = db.get(VaultMember, (vault_id, principal.user_id))
+        if mine is None or mine.key_version != vault.key_version:
+            raise Conflict("the vault key changed meanwhile; retry")
+        new_version = vault.key_version + 1
+        from appliance.items import reencrypt_item
+
+        with self.app.integrity.changing(db, work, Domain.VAULTS, vault_id):
+            for item in db.execute(select(Item).where(Item.vault_id == vault_id)).scalars():
+                try:
+                    reencrypt_item(work, item, old_key, new_key, new_version)
+                except DecryptionFailed:
+                    raise BrokenBinding("item", item.id) from None
+            db.delete(member)
+            db.flush()
+            users = {
+                u.id: u
+                for u in db.execute(
+                    select(User)
+                    .join(VaultMember, VaultMember.user_id == User.id)
+                    .where(VaultMember.vault_id == vault_id)
+                ).scalars()
+            }
+            for other in db.execute(select(VaultMember).where(VaultMember.vault_id == vault_id)).scalars():
+                other.wrapped_key, other.wrapped_key_mac = self._wrap_for(
+                    work, principal, new_key, vault_id, users[other.user_id], new_version
                 )
+                other.key_version = new_version
+            vault.key_version = new_version
+        self.app.audit.by(
+            principal,
+            db,
+            work,
+            "member.removed",
+            target=vault_id,
+            member=user_id,
+            key_version=new_version,
+        )
 
     @staticmethod
     def _admin_count(db: Any, vault_id: str) -> int:

@@ -74,7 +74,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from web.server import serve
 
     settings = config_mod.load(args.config)
-    return serve(settings, host=args.host, port=args.port, workers=args.workers)
+    if args.unix_socket and (args.host or args.port):
+        print("coffre: --unix-socket serves on the socket only; drop --host/--port", file=sys.stderr)
+        return EXIT_USAGE
+    return serve(
+        settings,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        unix_socket=args.unix_socket,
+        invite_admin=args.invite_admin,
+    )
 
 
 def cmd_user(args: argparse.Namespace) -> int:
@@ -86,9 +96,13 @@ def cmd_user(args: argparse.Namespace) -> int:
             print(f"invited {kind} {user.email} (id {user.id}); one-time enrollment token:")
             print(token)
         elif args.user_cmd == "list":
-            for u in app.accounts.list_users(None):
-                flags = " ".join(f for f in ("admin" if u.is_admin else "", "locked" if u.locked else "") if f)
-                print(f"{u.id}  {u.email:<40} {u.status:<9} {flags}")
+            from cli.render import as_json, users_table
+
+            users = [
+                {"id": u.id, "email": u.email, "is_admin": u.is_admin, "status": u.status, "locked": u.locked}
+                for u in app.accounts.list_users(None)
+            ]
+            print(as_json(users) if args.json else users_table(users))
         else:
             user_id = app.accounts.get_by_email(args.email).id
             actions: dict[str, Callable[..., object]] = {
@@ -100,6 +114,9 @@ def cmd_user(args: argparse.Namespace) -> int:
                 token = app.accounts.reset_password(None, user_id)
                 print(f"password reset token for {args.email} (single use; the PIN is still required):")
                 print(token)
+            elif args.user_cmd == "rotate-key":
+                app.userkeys.request_rotation(None, user_id)
+                print(f"rotate-key: {args.email} gets a new key pair at their next unlock")
             else:
                 actions[args.user_cmd](None, user_id)
                 print(f"{args.user_cmd}: {args.email}")
@@ -109,14 +126,15 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from appliance.status import collect
+    from appliance.status import report
+    from cli.render import as_json, status_tables
 
     app = _appliance(args)
     try:
-        for line in collect(app):
-            print(line)
+        result = report(app)
     finally:
         app.close()
+    print(as_json(result) if args.json else status_tables(result))
     return EXIT_OK
 
 
@@ -126,7 +144,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     app = _appliance(args)
     try:
         with app.keystore.work() as work, app.db.read() as db:
-            result = verify(db, work, args.head)
+            result = verify(db, work, args.head, app.integrity.deployment())
     finally:
         app.close()
     if result.ok:
@@ -154,6 +172,31 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_integrity(args: argparse.Namespace) -> int:
+    app = _appliance(args)
+    try:
+        if args.integrity_cmd == "check":
+            failed = app.integrity.scan()
+            if not failed:
+                print("every anchored row verifies (users, sessions, vaults, vault members)")
+                return EXIT_OK
+            for table, rows in failed.items():
+                print(f"{table}: {len(rows)} rows fail their MAC: {', '.join(rows[:20])}", file=sys.stderr)
+            return EXIT_FAILED
+        if not args.trust_database:
+            print(
+                "coffre: repair re-MACs every anchored row as the database holds it now, including any row a "
+                "database writer changed; restore a trusted backup instead if in doubt. "
+                "Pass --trust-database to proceed.",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        print(f"re-anchored {app.integrity.repair_all('cli')} rows")
+        return EXIT_OK
+    finally:
+        app.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coffre", description="Coffre digital safe appliance")
     parser.add_argument("--config", default=None, help=f"configuration file (default: ${config_mod.CONFIG_ENV})")
@@ -178,6 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--workers", type=int, default=1, help="worker processes (each opens its own HSM sessions)")
+    p.add_argument(
+        "--invite-admin",
+        metavar="EMAIL",
+        help="once listening, print a banner with a new enrollment token for EMAIL while no administrator has enrolled",
+    )
+    p.add_argument(
+        "--unix-socket",
+        metavar="PATH",
+        default=None,
+        help="serve only on this Unix socket (mode 0660), e.g. behind Apache (default: [server] unix_socket)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("user", parents=[common], help="manage users")
@@ -185,18 +239,21 @@ def build_parser() -> argparse.ArgumentParser:
     q = usub.add_parser("invite", parents=[common], help="invite a user; prints a one-time enrollment token last")
     q.add_argument("email")
     q.add_argument("--admin", action="store_true")
-    usub.add_parser("list", parents=[common], help="list users")
+    q = usub.add_parser("list", parents=[common], help="list users (a table, or --json)")
+    q.add_argument("--json", action="store_true", help="print JSON: [{id, email, is_admin, status, locked}]")
     for name, text in (
         ("unlock", "unlock after too many wrong PINs"),
         ("disable", "disable and end sessions"),
         ("enable", "enable again"),
         ("reset-password", "issue a password reset token"),
+        ("rotate-key", "replace the user's key pair at their next unlock"),
     ):
         q = usub.add_parser(name, parents=[common], help=text)
         q.add_argument("email")
     p.set_defaults(func=cmd_user)
 
-    p = sub.add_parser("status", parents=[common], help="HSM, key versions, database and counts")
+    p = sub.add_parser("status", parents=[common], help="HSM, key versions, database and counts (tables, or --json)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("audit", parents=[common], help="audit trail")
@@ -210,8 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("keys", parents=[common], help="HSM root keys")
     ksub = p.add_subparsers(dest="keys_cmd", required=True)
     q = ksub.add_parser("rotate", parents=[common], help="create the next version of a root key")
-    q.add_argument("kind", choices=["kek", "pepper", "audit", "bind"])
+    q.add_argument("kind", choices=["kek", "pepper", "audit", "bind", "ukw"])
     p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("integrity", parents=[common], help="row MACs anchored in the token")
+    isub = p.add_subparsers(dest="integrity_cmd", required=True)
+    isub.add_parser("check", parents=[common], help="list anchored rows whose MAC fails (exit 1 if any)")
+    q = isub.add_parser("repair", parents=[common], help="re-MAC every anchored row as it is now (audited)")
+    q.add_argument("--trust-database", action="store_true", help="required: the database is known to be untouched")
+    p.set_defaults(func=cmd_integrity)
     return parser
 
 

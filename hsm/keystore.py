@@ -14,8 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +22,10 @@ from typing import Any
 from pkcs11 import MGF, Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
 from pkcs11.mechanisms import GCMParams
-from pkcs11.util.rsa import decode_rsa_public_key, encode_rsa_public_key
+from pkcs11.util.rsa import decode_rsa_public_key
 
 from hsm import templates
+from hsm.cache import HandleCache
 from hsm.config import HsmConfig
 from hsm.envelope import Algorithm, Envelope
 from hsm.errors import DecryptionFailed, KeyNotFound, RootKeyMissing
@@ -75,100 +75,6 @@ class RootKeyInfo:
     label: str
     kind: RootKind
     version: int
-
-
-class HandleCache:
-    """Keys kept *inside the token* across requests (never their values).
-
-    Entries are python-pkcs11 objects living in a pooled session; they expire
-    after ``ttl`` seconds, are bounded in number, and are all dropped when the
-    pool is reset (its generation changes). An entry that leaves the cache may
-    still be in use by a request that fetched it a moment ago: it is destroyed
-    only after ``GRACE`` seconds (a destroyed handle in use would read as a
-    device failure).
-
-    Every entry records the pool generation of the session that made it. An
-    entry of an older generation is never destroyed, only forgotten: a reset
-    closed its session, which took the object with it, and once the module is
-    initialized again the same handle number may name another object.
-    """
-
-    GRACE = 30.0
-
-    def __init__(self, entries: int, ttl: float, current_generation: Callable[[], int]) -> None:
-        self._entries = entries
-        self._ttl = ttl
-        self._current_generation = current_generation
-        self._lock = threading.Lock()
-        self._data: OrderedDict[bytes, tuple[Any, float, int]] = OrderedDict()
-        self._retired: list[tuple[Any, float, int]] = []
-
-    def _retire(self, obj: Any, generation: int) -> None:
-        now = time.monotonic()
-        self._retired.append((obj, now, generation))
-        while self._retired and self._retired[0][1] + self.GRACE < now:
-            old, _, old_generation = self._retired.pop(0)
-            self._destroy(old, old_generation)
-
-    def get(self, key: bytes, generation: int) -> Any | None:
-        with self._lock:
-            hit = self._data.get(key)
-            if hit is None:
-                return None
-            obj, expires, gen = hit
-            if gen != generation or expires < time.monotonic():
-                del self._data[key]
-                self._retire(obj, gen)
-                return None
-            self._data.move_to_end(key)
-            return obj
-
-    def put(self, key: bytes, obj: Any, generation: int) -> None:
-        with self._lock:
-            if self._entries <= 0:
-                self._retire(obj, generation)  # caching off: still in use by the caller
-                return
-            old = self._data.pop(key, None)
-            if old is not None:
-                self._retire(old[0], old[2])
-            self._data[key] = (obj, time.monotonic() + self._ttl, generation)
-            while len(self._data) > self._entries:
-                _, (evicted, _, evicted_generation) = self._data.popitem(last=False)
-                self._retire(evicted, evicted_generation)
-
-    def discard_prefix(self, prefix: bytes) -> None:
-        with self._lock:
-            for key in [k for k in self._data if k.startswith(prefix)]:
-                obj, _, generation = self._data.pop(key)
-                self._retire(obj, generation)
-
-    def forget_before(self, generation: int) -> None:
-        """Drop, without destroying, every entry older than ``generation`` (a reset)."""
-        with self._lock:
-            for key in [k for k, v in self._data.items() if v[2] < generation]:
-                del self._data[key]
-            self._retired = [r for r in self._retired if r[2] >= generation]
-
-    def clear(self) -> None:
-        """Destroy everything now (the keystore is closing)."""
-        with self._lock:
-            while self._data:
-                obj, _, generation = self._data.popitem()[1]
-                self._destroy(obj, generation)
-            while self._retired:
-                obj, _, generation = self._retired.pop()
-                self._destroy(obj, generation)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def _destroy(self, obj: Any, generation: int) -> None:
-        if generation != self._current_generation():
-            return  # see the class doc: gone with its session, handle possibly reused
-        try:
-            obj.destroy()
-        except (p11.PKCS11Error, RuntimeError):
-            pass  # its session may already be gone, taking the object with it
 
 
 class Keystore:
@@ -289,6 +195,9 @@ class Work:
         the others are destroyed, so all nodes converge on one key."""
         label = label_for(kind, version)
         key_id = os.urandom(16)
+        if kind is RootKind.UKW:
+            self._create_ukw(label, key_id)
+            return self._deduplicate(label)
         if kind is RootKind.KEK:
             key_type, bits, mechanism = KeyType.AES, 256, Mechanism.AES_KEY_GEN
             template = templates.root_aes_kek(label)
@@ -298,6 +207,32 @@ class Work:
         self.session.generate_key(
             key_type, bits, id=key_id, label=label, store=True, capabilities=0, mechanism=mechanism, template=template
         )
+        return self._deduplicate(label)
+
+    def _create_ukw(self, label: str, key_id: bytes) -> None:
+        """The user-key wrapping root: its unwrap template makes every private key it
+        unwraps sensitive and non-extractable (``hsm/policy.py`` probes whether the
+        token enforces it). A token that does not know the attribute gets the key
+        without it, and `coffre status` says so."""
+        from hsm.templated import generate_aes_with_unwrap_template
+
+        try:
+            generate_aes_with_unwrap_template(
+                self, label.encode("ascii"), key_id, True, {"SENSITIVE": True, "EXTRACTABLE": False}
+            )
+        except (p11.AttributeTypeInvalid, p11.AttributeValueInvalid, p11.TemplateInconsistent):
+            self.session.generate_key(
+                KeyType.AES,
+                256,
+                id=key_id,
+                label=label,
+                store=True,
+                capabilities=0,
+                mechanism=Mechanism.AES_KEY_GEN,
+                template=templates.root_aes_ukw(label),
+            )
+
+    def _deduplicate(self, label: str) -> str:
         copies = self._copies(label)
         for extra in copies[1:]:
             try:
@@ -320,7 +255,7 @@ class Work:
         parsed = parse_label(label)
         if parsed is None:
             raise KeyNotFound(f"not a root key label: {label}")
-        key_type = KeyType.AES if parsed[0] is RootKind.KEK else KeyType.GENERIC_SECRET
+        key_type = KeyType.AES if parsed[0] in (RootKind.KEK, RootKind.UKW) else KeyType.GENERIC_SECRET
         try:
             obj = self.session.get_key(object_class=ObjectClass.SECRET_KEY, key_type=key_type, label=label)
         except p11.NoSuchKey as exc:
@@ -363,8 +298,8 @@ class Work:
 
     def mac(self, kind: RootKind, data: bytes, label: str | None = None) -> tuple[str, bytes]:
         """HMAC-SHA256 under a root MAC key (the newest version unless ``label``)."""
-        if kind is RootKind.KEK:
-            raise ValueError("the KEK does not MAC")
+        if kind in (RootKind.KEK, RootKind.UKW):
+            raise ValueError(f"the {kind.value} root does not MAC")
         if label is not None and (parse_label(label) or (None,))[0] is not kind:
             raise RootKeyMissing(f"{label} is not a {kind.value} key")
         label = label or self.current_label(kind)
@@ -433,56 +368,12 @@ class Work:
             raise DecryptionFailed()
         return self._gcm_decrypt(data_key, envelope, context)
 
-    # -- caller-held wrapping keys (PIN-derived, session-derived) ---------------
-
-    def _import_wrapping_key(self, value: bytes) -> Any:
-        if len(value) != 32:
-            raise ValueError("wrapping keys are 256-bit")
-        return self._temp(self.session.create_object(templates.caller_wrapping_key(value)))
-
-    def _wrap_private(self, wrapping: Any, private_key: Any, key_ref: str) -> bytes:
-        body = wrapping.wrap_key(private_key, mechanism=Mechanism.AES_KEY_WRAP_PAD)
-        return Envelope(Algorithm.AES_KEY_WRAP_PAD, key_ref, b"", bytes(body)).encode()
-
-    def _unwrap_private(self, wrapping: Any, blob: bytes, extractable: bool) -> Any:
-        envelope = Envelope.decode(blob)
-        if envelope.algorithm is not Algorithm.AES_KEY_WRAP_PAD:
-            raise DecryptionFailed()
-        try:
-            return wrapping.unwrap_key(
-                ObjectClass.PRIVATE_KEY,
-                KeyType.RSA,
-                envelope.body,
-                mechanism=Mechanism.AES_KEY_WRAP_PAD,
-                capabilities=0,
-                template=templates.user_private_key(extractable),
-            )
-        except _OPEN_FAILURES as exc:
-            raise DecryptionFailed() from exc
-
-    # -- user key pairs ---------------------------------------------------------
+    # -- user key pairs (hsm/private_keys.py) -------------------------------------
 
     def generate_user_keypair(self, bits: int, inner_key: bytes, context: bytes) -> tuple[bytes, bytes]:
-        """Generate an RSA key pair in the token.
+        from hsm import private_keys
 
-        Returns the public key (PKCS#1 DER) and the private key wrapped twice:
-        AES-KWP under ``inner_key`` (derived from the user's PIN), then sealed
-        under the KEK with ``context`` as associated data.
-        """
-        public, private = self.session.generate_keypair(
-            KeyType.RSA,
-            bits,
-            store=False,
-            capabilities=0,
-            mechanism=Mechanism.RSA_PKCS_KEY_PAIR_GEN,
-            public_template=templates.user_public_key(bits),
-            private_template=templates.user_private_key(extractable=True),
-        )
-        self._temp(public)
-        self._temp(private)
-        der = bytes(encode_rsa_public_key(public))
-        inner = self._wrap_private(self._import_wrapping_key(inner_key), private, PIN_KEY_REF)
-        return der, self.seal(inner, context)
+        return private_keys.generate(self, bits, inner_key, context)
 
     def rewrap_private_key(
         self,
@@ -493,18 +384,19 @@ class Work:
         new_context: bytes,
         new_key_ref: str,
     ) -> bytes:
-        """Open the private key with one caller key and wrap it under another,
-        without its value leaving the token. Raises ``DecryptionFailed`` when
-        ``old_inner_key`` is wrong (e.g. a wrong PIN)."""
-        inner = self.unseal(blob, context)
-        private = self._temp(self._unwrap_private(self._import_wrapping_key(old_inner_key), inner, True))
-        rewrapped = self._wrap_private(self._import_wrapping_key(new_inner_key), private, new_key_ref)
-        return self.seal(rewrapped, new_context)
+        from hsm import private_keys
+
+        return private_keys.rewrap(self, blob, context, old_inner_key, new_inner_key, new_context, new_key_ref)
 
     def open_private_key(self, blob: bytes, context: bytes, inner_key: bytes) -> Any:
-        """Unwrap a private key into the token for use (not extractable)."""
-        inner = self.unseal(blob, context)
-        return self._temp(self._unwrap_private(self._import_wrapping_key(inner_key), inner, False))
+        from hsm import private_keys
+
+        return private_keys.open_for_use(self, blob, context, inner_key)
+
+    def private_key_format(self, blob: bytes, context: bytes) -> str:
+        from hsm import private_keys
+
+        return private_keys.blob_format(self, blob, context)
 
     # -- data keys (vault keys) -------------------------------------------------
 
@@ -533,7 +425,9 @@ class Work:
         body = public.wrap_key(data_key, mechanism=Mechanism.RSA_PKCS_OAEP, mechanism_param=(hash_mech, mgf, None))
         return Envelope(algorithm, MEMBER_KEY_REF, b"", bytes(body)).encode()
 
-    def unwrap_with_private_key(self, private_key: Any, blob: bytes) -> Any:
+    def unwrap_with_private_key(self, private_key: Any, blob: bytes, extractable: bool = False) -> Any:
+        """Unwrap a data key into the token. Not extractable unless the caller must
+        wrap it again (for a new member); never readable (sensitive) either way."""
         envelope = Envelope.decode(blob)
         if envelope.algorithm not in _OAEP:
             raise DecryptionFailed()
@@ -547,7 +441,7 @@ class Work:
                     mechanism=Mechanism.RSA_PKCS_OAEP,
                     mechanism_param=(hash_mech, mgf, None),
                     capabilities=0,
-                    template=templates.data_key(),
+                    template=templates.data_key(extractable),
                 )
             )
         except _OPEN_FAILURES as exc:

@@ -13,10 +13,11 @@ class RootKind(enum.Enum):
     PEPPER = "pepper"  # HMAC-SHA256 secret, peppers passwords and PINs
     AUDIT = "audit"  # HMAC-SHA256 secret, chains the audit log
     BIND = "bind"  # HMAC-SHA256 secret, binds public keys and wrapped keys to their owners
+    UKW = "ukw"  # AES-256 wrap/unwrap only; users' private keys, unwrap template: never extractable
 
 
 PREFIX = "coffre"
-_LABEL = re.compile(r"^coffre-(kek|pepper|audit|bind)-v([1-9][0-9]{0,5})$")
+_LABEL = re.compile(r"^coffre-(kek|pepper|audit|bind|ukw)-v([1-9][0-9]{0,5})$")
 
 
 def label_for(kind: RootKind, version: int) -> str:

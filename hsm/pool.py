@@ -189,6 +189,16 @@ class SessionPool:
             self._wait_until_ready(deadline)
             return self._token
 
+    def module_cdll(self) -> Any:
+        """The module's ctypes handle, for the few calls python-pkcs11 cannot make
+        (``hsm/policy.py``: attribute-array templates)."""
+        self._check_fork()
+        deadline = time.monotonic() + self.config.acquire_timeout
+        with self._locked(deadline):
+            self._wait_until_ready(deadline)
+            assert self._module is not None
+            return self._module.cdll
+
     # -- use --------------------------------------------------------------------
 
     @contextmanager

@@ -35,6 +35,23 @@ def root_aes_kek(label: str) -> dict[Attribute, Any]:
     }
 
 
+def root_aes_ukw(label: str) -> dict[Attribute, Any]:
+    """The user-key wrapping root on a token without ``CKA_UNWRAP_TEMPLATE``
+    (where it has it, ``hsm/templated.py`` makes the key with the template)."""
+    return {
+        **_NO_CAPABILITIES,
+        Attribute.LABEL: label,
+        Attribute.TOKEN: True,
+        Attribute.PRIVATE: True,
+        Attribute.SENSITIVE: True,
+        Attribute.EXTRACTABLE: False,
+        Attribute.MODIFIABLE: False,
+        Attribute.WRAP: True,
+        Attribute.UNWRAP: True,
+        Attribute.VALUE_LEN: 32,
+    }
+
+
 def root_hmac(label: str) -> dict[Attribute, Any]:
     """A root HMAC-SHA256 secret (password pepper, audit chain)."""
     return {
@@ -118,18 +135,19 @@ def imported_public_key(modulus: bytes, exponent: bytes) -> dict[Attribute, Any]
     }
 
 
-def data_key() -> dict[Attribute, Any]:
+def data_key(extractable: bool = True) -> dict[Attribute, Any]:
     """A vault key (AES-256) inside the token: session object, sensitive.
 
-    Extractable so that it can be wrapped for another member's public key; its
-    value is never readable in clear (SENSITIVE).
+    A new key is extractable so that it can be wrapped for its members; a copy
+    unwrapped to read or write items is not. Its value is never readable in clear
+    (SENSITIVE) either way.
     """
     return {
         **_NO_CAPABILITIES,
         Attribute.TOKEN: False,
         Attribute.PRIVATE: True,
         Attribute.SENSITIVE: True,
-        Attribute.EXTRACTABLE: True,
+        Attribute.EXTRACTABLE: extractable,
         Attribute.ENCRYPT: True,
         Attribute.DECRYPT: True,
     }

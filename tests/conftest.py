@@ -91,7 +91,16 @@ def build_app(database_url: str, hsm: HsmConfig, data_dir: Path, clock: FakeCloc
     settings = make_settings(database_url, hsm, data_dir, **security)
     app = Appliance(settings, clock=clock)
     schema.upgrade(app.db.engine)
+    app.audit.ensure_genesis()  # as `coffre init` does
     return app
+
+
+def dismantle(app: Appliance) -> None:
+    """Remove the test deployment's anchor tables and markers from the shared token."""
+    try:
+        app.integrity.dismantle()
+    finally:
+        app.close()
 
 
 @pytest.fixture
@@ -100,7 +109,7 @@ def app(database_url: str, hsm_config: HsmConfig, tmp_path: Path, clock: FakeClo
     try:
         yield appliance
     finally:
-        appliance.close()
+        dismantle(appliance)
 
 
 @pytest.fixture
@@ -109,7 +118,7 @@ def sqlite_app(sqlite_url: str, hsm_config: HsmConfig, tmp_path: Path, clock: Fa
     try:
         yield appliance
     finally:
-        appliance.close()
+        dismantle(appliance)
 
 
 @pytest.fixture

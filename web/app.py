@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
+from litestar.routes import HTTPRoute
 
 from appliance.core import Appliance
 from web.controllers.auth import AuthController
@@ -19,6 +19,8 @@ from web.controllers.users import UsersController
 from web.controllers.vaults import VaultsController
 from web.deps import appliance as appliance_dep
 from web.gate import FairGate
+from web.jsonbody import JsonRequest
+from web.openapi import openapi_config
 from web.ui import HANDLERS, routers, template_config
 
 # The browser's rules for every response (the pages' own scripts and styles only;
@@ -77,6 +79,20 @@ async def _security_headers(message: Any, scope: Any) -> None:
                 headers.append((name.lower().encode(), value.encode()))
 
 
+async def _options_allow(message: Any, scope: Any) -> None:
+    """Litestar builds a path's automatic OPTIONS answer before the path's last handler
+    is registered, so its Allow header misses methods; list the route's real ones."""
+    if message["type"] != "http.response.start" or scope.get("method") != "OPTIONS":
+        return
+    template = scope.get("path_template")
+    for route in scope["app"].routes:
+        if isinstance(route, HTTPRoute) and route.path_format == template:
+            allow = ", ".join(sorted(route.methods)).encode()
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+            message["headers"] = [*headers, (b"allow", allow)]
+            return
+
+
 def create_app(appliance: Appliance) -> Litestar:
     app = Litestar(
         route_handlers=[
@@ -97,9 +113,10 @@ def create_app(appliance: Appliance) -> Litestar:
                 "work_gate": FairGate(appliance.settings.server.concurrent_operations),
             }
         ),
+        request_class=JsonRequest,
         request_max_body_size=appliance.settings.server.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="Coffre", version="1.0.0", path="/schema"),
-        before_send=[_security_headers],
+        openapi_config=openapi_config(),
+        before_send=[_security_headers, _options_allow],
         on_shutdown=[appliance.close],
         logging_config=None,
         debug=False,

@@ -27,13 +27,36 @@ def appliance(state: State) -> Appliance:
     return app
 
 
+UNIX_PEER = "unix"
+
+
+def over_unix_socket(scope: Any) -> bool:
+    """The request came in over a Unix socket: uvicorn gives it no client address
+    and a server address with no port (the socket's path)."""
+    server = scope.get("server")
+    return scope.get("client") is None and isinstance(server, tuple | list) and len(server) == 2 and server[1] is None
+
+
 def client_addr(request: Request[Any, Any, State]) -> str | None:
-    """The client's address; X-Forwarded-For is believed only from a trusted proxy."""
-    peer = request.client.host if request.client else None
+    """The client's address.
+
+    X-Forwarded-For is believed only from a trusted proxy: "unix" in
+    ``[server] trusted_proxies`` trusts requests that came in over the Unix socket
+    (which only the local Apache can open), an IP address trusts that TCP peer.
+    By default nothing is trusted, so a local process talking to a loopback port
+    is seen as itself whatever header it sends. A Unix-socket peer whose header is
+    not believed is "unix".
+    """
     app: Appliance = request.app.state.appliance
     trusted = set(app.settings.server.trusted_proxies)
+    if over_unix_socket(request.scope):
+        peer: str | None = UNIX_PEER
+        believe = UNIX_PEER in trusted
+    else:
+        peer = request.client.host if request.client else None
+        believe = peer is not None and peer != UNIX_PEER and peer in trusted
     forwarded = request.headers.get("x-forwarded-for")
-    if peer in trusted and forwarded:
+    if believe and forwarded:
         for hop in reversed([h.strip() for h in forwarded.split(",")]):
             try:
                 ipaddress.ip_address(hop)
@@ -47,10 +70,10 @@ def client_addr(request: Request[Any, Any, State]) -> str | None:
 def principal(request: Request[Any, Any, State]) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
+    if scheme.lower() != "bearer" or not value:
         raise Unauthorized("send the session token as `Authorization: Bearer <token>`")
     app: Appliance = request.app.state.appliance
-    return app.sessions.authenticate(value.strip(), client_addr(request))
+    return app.sessions.authenticate(value, client_addr(request))
 
 
 def iso(ts: float) -> str:

@@ -3,6 +3,8 @@ never reach a response by accident. Unknown fields are refused."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 
@@ -66,6 +68,11 @@ class PasswordChangeIn(In):
     new_password: str
 
 
+class PinChangeIn(In):
+    current_pin: str
+    new_pin: str
+
+
 class PasswordResetIn(In):
     token: str
     new_password: str
@@ -105,17 +112,22 @@ class VaultOut(msgspec.Struct):
     role: str
 
 
+Role = Literal["read", "write", "admin"]
+
+
 class MemberIn(In):
     email: str
-    role: str
+    role: Role
 
 
 class MemberPatch(In):
-    role: str
+    role: Role
 
 
 class MemberOut(msgspec.Struct):
-    vault_id: str
+    """A member of the vault named in the URL; ``user_id`` is what PATCH and DELETE
+    /vaults/{vault_id}/members/{user_id} take."""
+
     user_id: str
     email: str
     role: str
@@ -130,12 +142,32 @@ class ItemIn(In):
 
 
 class ItemUpdateIn(In):
+    """PUT: the whole item. A field left out is cleared."""
+
     title: str
     version: int
     username: str | None = None
     password: str | None = None
     url: str | None = None
     notes: str | None = None
+
+
+class ItemPatchIn(In):
+    """PATCH: only the fields given change; null clears one (not the title)."""
+
+    version: int
+    title: str | msgspec.UnsetType = msgspec.UNSET
+    username: str | None | msgspec.UnsetType = msgspec.UNSET
+    password: str | None | msgspec.UnsetType = msgspec.UNSET
+    url: str | None | msgspec.UnsetType = msgspec.UNSET
+    notes: str | None | msgspec.UnsetType = msgspec.UNSET
+
+    def changes(self) -> dict[str, str | None]:
+        return {
+            name: value
+            for name in ("title", "username", "password", "url", "notes")
+            if (value := getattr(self, name)) is not msgspec.UNSET
+        }
 
 
 class ItemOut(msgspec.Struct):

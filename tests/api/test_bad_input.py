@@ -131,6 +131,13 @@ ENDPOINTS = {
         ("title", "version"),
         True,
     ),
+    "patch_item": Endpoint(
+        "PATCH",
+        "/api/v1/items/{item}",
+        {"version": 1, "title": "t", "username": "u", "password": "p", "url": "u", "notes": "n"},
+        ("version",),
+        True,
+    ),
 }
 
 
@@ -262,6 +269,7 @@ def _id_requests(w: World, unknown: str) -> list[tuple[str, str, dict[str, Any] 
     return [
         ("GET", f"/api/v1/items/{unknown}", None),
         ("PUT", f"/api/v1/items/{unknown}", {"title": "t", "version": 1}),
+        ("PATCH", f"/api/v1/items/{unknown}", {"password": "p", "version": 1}),
         ("DELETE", f"/api/v1/items/{unknown}", None),
         ("GET", f"/api/v1/vaults/{unknown}", None),
         ("PATCH", f"/api/v1/vaults/{unknown}", {"name": "n"}),
@@ -353,6 +361,7 @@ AUTH_REQUESTS = [
     ("POST", "/api/v1/vaults/{vault}/items", {"title": "x"}),
     ("GET", "/api/v1/items/{item}", None),
     ("PUT", "/api/v1/items/{item}", {"title": "x", "version": 1}),
+    ("PATCH", "/api/v1/items/{item}", {"password": "x", "version": 1}),
     ("DELETE", "/api/v1/items/{item}", None),
     ("POST", "/api/v1/users/{member}/disable", None),
 ]

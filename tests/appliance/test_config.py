@@ -53,3 +53,33 @@ def test_good_numbers_are_accepted(section, key, value):
     settings = from_mapping(_raw(section, key, value))
     target = settings.hsm if section == "hsm" else getattr(settings, section)
     assert getattr(target, key) == value
+
+
+def test_no_proxy_is_trusted_by_default():
+    settings = from_mapping(_raw("server", "port", 8080))
+    assert settings.server.trusted_proxies == ()
+    assert settings.server.unix_socket is None
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("unix", "must be a list of strings"),
+        (["unix", 7], "must be a list of strings"),
+        (["localhost"], 'neither "unix" nor an IP address'),
+        (["10.0.0.0/8"], 'neither "unix" nor an IP address'),
+    ],
+)
+def test_trusted_proxies_are_unix_or_addresses(value, message):
+    with pytest.raises(ConfigError, match=message):
+        from_mapping(_raw("server", "trusted_proxies", value))
+
+
+def test_unix_trust_and_socket_are_read():
+    raw = _raw("server", "trusted_proxies", ["unix", "192.0.2.10"])
+    raw["server"]["unix_socket"] = "/run/coffre/coffre.sock"
+    settings = from_mapping(raw)
+    assert settings.server.trusted_proxies == ("unix", "192.0.2.10")
+    assert settings.server.unix_socket == "/run/coffre/coffre.sock"
+    with pytest.raises(ConfigError, match="unix_socket must be a path"):
+        from_mapping(_raw("server", "unix_socket", ""))

@@ -105,7 +105,7 @@ def test_envelope_header_round_trip_and_rejects_garbage():
             Envelope.decode(bad)
 
 
-def test_user_key_pair_two_layers_and_rsa_size(keystore):
+def test_user_key_pair_three_layers_and_rsa_size(keystore):
     with keystore.work() as work:
         pin_key, other = os.urandom(32), os.urandom(32)
         public, blob = work.generate_user_keypair(2048, pin_key, b"user:1")
@@ -115,8 +115,13 @@ def test_user_key_pair_two_layers_and_rsa_size(keystore):
         assert len(modulus) * 8 == 2048
         outer = Envelope.decode(blob)
         assert outer.algorithm is Algorithm.AES_256_GCM and parse_label(outer.key_ref)[0] is RootKind.KEK
-        inner = Envelope.decode(work.unseal(blob, b"user:1"))
-        assert inner.algorithm is Algorithm.AES_KEY_WRAP_PAD and inner.key_ref == "pin"
+        middle = Envelope.decode(work.unseal(blob, b"user:1"))
+        assert middle.algorithm is Algorithm.AES_256_GCM and middle.key_ref == "pin"
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        inner = Envelope.decode(AESGCM(pin_key).decrypt(middle.params, middle.body, middle.header() + b"user:1"))
+        assert inner.algorithm is Algorithm.AES_KEY_WRAP_PAD and parse_label(inner.key_ref)[0] is RootKind.UKW
+        assert work.private_key_format(blob, b"user:1") == "ukw"
         private = work.open_private_key(blob, b"user:1", pin_key)
         assert private[Attribute.SENSITIVE] is True
         assert private[Attribute.EXTRACTABLE] is False
@@ -126,6 +131,45 @@ def test_user_key_pair_two_layers_and_rsa_size(keystore):
             work.open_private_key(blob, b"user:1", other)  # wrong PIN key
         with pytest.raises(DecryptionFailed):
             work.open_private_key(blob, b"user:2", pin_key)  # blob moved to another user
+
+
+def _legacy_blob(work, pin_key, context):
+    """A private key as schema <= 0002 stored it (format 1): AES-KWP under the
+    caller's key imported into the token, then the KEK."""
+    from pkcs11 import KeyType, Mechanism
+    from pkcs11.util.rsa import encode_rsa_public_key
+
+    from hsm import templates
+
+    public, private = work.session.generate_keypair(
+        KeyType.RSA,
+        2048,
+        store=False,
+        capabilities=0,
+        mechanism=Mechanism.RSA_PKCS_KEY_PAIR_GEN,
+        public_template=templates.user_public_key(2048),
+        private_template=templates.user_private_key(extractable=True),
+    )
+    wrapping = work.session.create_object(templates.caller_wrapping_key(pin_key))
+    body = wrapping.wrap_key(private, mechanism=Mechanism.AES_KEY_WRAP_PAD)
+    for obj in (wrapping, private):
+        obj.destroy()
+    der = bytes(encode_rsa_public_key(public))
+    public.destroy()
+    return der, work.seal(Envelope(Algorithm.AES_KEY_WRAP_PAD, "pin", b"", bytes(body)).encode(), context)
+
+
+def test_format_1_blobs_still_open_and_rewrap_into_format_2(keystore):
+    with keystore.work() as work:
+        pin_key, session_key = os.urandom(32), os.urandom(32)
+        _, legacy = _legacy_blob(work, pin_key, b"u")
+        assert work.private_key_format(legacy, b"u") == "caller-kwp"
+        assert work.open_private_key(legacy, b"u", pin_key)[Attribute.EXTRACTABLE] is False
+        with pytest.raises(DecryptionFailed):
+            work.open_private_key(legacy, b"u", session_key)
+        session_blob = work.rewrap_private_key(legacy, b"u", pin_key, session_key, b"s", "session")
+        assert work.private_key_format(session_blob, b"s") == "ukw"
+        assert work.open_private_key(session_blob, b"s", session_key)[Attribute.SENSITIVE] is True
 
 
 def test_vault_key_wraps_with_oaep_only(keystore):

@@ -1,20 +1,27 @@
-"""Helpers for the provisioning tests: run the lab playbook on this machine.
+"""Helpers for the provisioning tests: run the lab playbook in a sandbox.
 
-The tests converge *this* host with the lab inventory plus test-vars.yml, which
-moves every listener to loopback and to ports of its own (Apache 8443/8081,
-Coffre 18080). They need root and Debian; the tools come from
-provisioning/ci-deps.sh (apt packages, and provisioning/.venv with the pinned
-ansible-core, ansible-lint and sslyze).
+The tests converge an isolated root (tests/provisioning/sandbox.py: the host's
+files behind a copy-on-write overlay kept in memory, its own network, PIDs and
+/run), never this host, with the lab inventory plus test-vars.yml, which moves
+Apache to ports of its own (8443/8081). Coffre listens only on its Unix socket.
+They need root, Debian, unshare/nsenter and overlayfs; the tools come from
+provisioning/ci-deps.sh (apt packages, provisioning/.venv with the pinned
+ansible-core, ansible-lint and sslyze, and provisioning/.wheelhouse: the sandbox
+has no network, so Coffre is installed from there).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.provisioning.sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[2]
 PROVISIONING = REPO / "provisioning"
@@ -22,17 +29,18 @@ TOOLS = PROVISIONING / ".venv" / "bin"
 LAB_INVENTORY = PROVISIONING / "inventories" / "lab" / "hosts.yml"
 SITE = PROVISIONING / "site.yml"
 TEST_VARS = Path(__file__).resolve().parent / "test-vars.yml"
+WHEELHOUSE = PROVISIONING / ".wheelhouse"
 
-# Must match test-vars.yml.
+# Paths are inside the sandbox (read them through Sandbox.path). Must match test-vars.yml.
 SERVER_NAME = "localhost"
 HTTPS_PORT = 8443
 HTTP_PORT = 8081
-APP_PORT = 18080
+APP_PORT = 18080  # where Coffre would listen over TCP: nothing must
+APP_SOCKET = Path("/run/coffre/coffre.sock")
 LAB_CA = Path("/etc/coffre/pki/ca.crt")
 SERVER_CERT = Path("/etc/ssl/coffre/server.crt")
 UNIT_PATH = Path("/etc/systemd/system/coffre.service")
 RULESET_PATH = Path("/etc/nftables.d/coffre.nft")
-SERVICE_CTL = Path("/usr/local/sbin/coffre-service")
 ADMIN = Path("/usr/local/sbin/coffre-admin")
 LAB_SECRETS = Path(os.environ.get("COFFRE_LAB_SECRETS", str(Path.home() / ".coffre-lab")))
 
@@ -42,11 +50,15 @@ PLAYBOOK_TIMEOUT = 900
 def unsupported_reason() -> str | None:
     """Why this machine cannot run the provisioning tests, or None."""
     if os.geteuid() != 0:
-        return "provisioning tests converge this host and need root (CI runs them as root)"
+        return "provisioning tests converge a sandboxed root and need root (CI runs them as root)"
     if not Path("/etc/debian_version").exists():
         return "provisioning tests need a Debian host"
-    if not (TOOLS / "ansible-playbook").exists():
+    if not (TOOLS / "ansible-playbook").exists() or not (WHEELHOUSE / ".stamp").exists():
         return "provisioning tools missing: run provisioning/ci-deps.sh (make test-provisioning does)"
+    if not (shutil.which("unshare") and shutil.which("nsenter")):
+        return "unshare and nsenter (util-linux) are needed for the sandbox"
+    if "overlay" not in Path("/proc/filesystems").read_text():
+        return "the kernel has no overlayfs (modprobe overlay) for the sandbox"
     return None
 
 
@@ -89,14 +101,13 @@ class PlaybookRun:
         return "\n".join(self.output.splitlines()[-lines:])
 
 
-def run_playbook(*args: str, extra_vars: dict[str, object] | None = None) -> PlaybookRun:
-    import json
-
+def run_playbook(sandbox: Sandbox, *args: str, extra_vars: dict[str, object] | None = None) -> PlaybookRun:
+    """Run the lab playbook inside the sandbox; Coffre is installed from the wheelhouse."""
+    offline = {"appliance_pip_extra_args": ["--no-index", "--find-links", str(WHEELHOUSE)]}
     cmd = [str(TOOLS / "ansible-playbook"), "-i", str(LAB_INVENTORY), "-e", f"@{TEST_VARS}"]
-    if extra_vars:
-        cmd += ["-e", json.dumps(extra_vars)]
+    cmd += ["-e", json.dumps({**offline, **(extra_vars or {})})]
     cmd += [*args, str(SITE)]
-    proc = subprocess.run(
+    proc = sandbox.run(
         cmd,
         cwd=REPO,
         env=ansible_env(),
@@ -134,12 +145,46 @@ def snapshot_checkout(dest: Path) -> Path:
     return dest
 
 
-def stop_everything() -> None:
-    """Stop what the playbook started (Coffre and Apache), whatever the mode."""
-    systemd = Path("/run/systemd/system").is_dir()
-    if SERVICE_CTL.exists():
-        subprocess.run([str(SERVICE_CTL), "stop"], check=False, capture_output=True, timeout=60)
-    if systemd and shutil.which("systemctl"):
-        subprocess.run(["systemctl", "stop", "coffre", "apache2"], check=False, capture_output=True, timeout=60)
-    if shutil.which("apache2ctl"):
-        subprocess.run(["apache2ctl", "stop"], check=False, capture_output=True, timeout=60)
+def sandbox_ls(sandbox: Sandbox, path: str | Path) -> tuple[int, str, str]:
+    """(mode, owner, group) of a path inside the sandbox, names from its own passwd/group."""
+    st = sandbox.path(path).stat()
+    return stat.S_IMODE(st.st_mode), sandbox_user(sandbox, st.st_uid), sandbox_group(sandbox, st.st_gid)
+
+
+def _names(sandbox: Sandbox, db: str) -> dict[int, str]:
+    names = {}
+    for line in sandbox.path(db).read_text().splitlines():
+        fields = line.split(":")
+        if len(fields) > 3:
+            names[int(fields[2])] = fields[0]
+    return names
+
+
+def sandbox_user(sandbox: Sandbox, uid: int) -> str:
+    return _names(sandbox, "/etc/passwd").get(uid, str(uid))
+
+
+def sandbox_group(sandbox: Sandbox, gid: int) -> str:
+    return _names(sandbox, "/etc/group").get(gid, str(gid))
+
+
+def sandbox_sql(sandbox: Sandbox, db: str, sql: str) -> list[list[object]]:
+    """Rows of a read-only query on an SQLite file inside the sandbox. It runs in
+    there: SQLite resolves the /proc/<pid>/root symlink to the host's own root."""
+    script = (
+        "import json, sqlite3, sys\n"
+        "conn = sqlite3.connect(f'file:{sys.argv[1]}?mode=ro', uri=True, timeout=10)\n"
+        "print(json.dumps(conn.execute(sys.argv[2]).fetchall()))\n"
+    )
+    proc = sandbox.run(["/usr/bin/python3", "-c", script, db, sql], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    rows: list[list[object]] = json.loads(proc.stdout)
+    return rows
+
+
+def group_members(sandbox: Sandbox, group: str) -> set[str]:
+    for line in sandbox.path("/etc/group").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == group:
+            return {m for m in fields[3].split(",") if m}
+    return set()

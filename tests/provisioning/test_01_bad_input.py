@@ -1,7 +1,7 @@
 """Bad input fails in the preflight play, before anything is changed.
 
-These run first (file order), so on a fresh machine they also prove that a
-failed run leaves the host as it was.
+These run first (file order), in the session's sandbox before the converge, so
+they also prove that a failed run leaves the (sandboxed) machine as it was.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ import socket
 
 import pytest
 
+from tests.provisioning.sandbox import Sandbox
 from tests.provisioning.support import run_playbook
 
 
-def _closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+def _closed_port(sandbox: Sandbox) -> int:
+    with sandbox.network(), socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
@@ -48,10 +49,10 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_fails_before_any_change(case: str) -> None:
+def test_bad_input_fails_before_any_change(sandbox: Sandbox, case: str) -> None:
     extra, message = CASES[case]
-    extra = {k: (_closed_port() if v == "__closed__" else v) for k, v in extra.items()}
-    run = run_playbook(extra_vars=extra)
+    extra = {k: (_closed_port(sandbox) if v == "__closed__" else v) for k, v in extra.items()}
+    run = run_playbook(sandbox, extra_vars=extra)
     assert run.rc != 0, f"{case}: the playbook should have failed\n{run.tail()}"
     assert message in run.output, f"{case}: expected {message!r} in the output\n{run.tail()}"
     recap = run.recap

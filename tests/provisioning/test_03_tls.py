@@ -1,17 +1,16 @@
-"""TLS probes with sslyze against the converged Apache, trusting the lab CA."""
+"""TLS probes with sslyze against the converged Apache (in the sandbox), trusting the lab CA."""
 
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.provisioning.conftest import Converge
+from tests.provisioning.sandbox import Sandbox
 from tests.provisioning.support import HTTPS_PORT, LAB_CA, SERVER_NAME, TOOLS, ansible_env
 
 AEAD_FS_TLS12 = {
@@ -40,13 +39,13 @@ class Scan:
 
 
 @pytest.fixture(scope="module")
-def scan(converged: Converge, tmp_path_factory: pytest.TempPathFactory) -> Scan:
-    out = tmp_path_factory.mktemp("sslyze") / "scan.json"
-    proc = subprocess.run(
+def scan(sandbox: Sandbox, converged: Converge) -> Scan:
+    out = "/tmp/coffre-sslyze-scan.json"  # inside the sandbox
+    proc = sandbox.run(
         [
             str(TOOLS / "sslyze"),
             "--mozilla_config=intermediate",
-            f"--certinfo_ca_file={LAB_CA}",
+            f"--certinfo_ca_file={LAB_CA}",  # a path inside the sandbox, where sslyze runs
             f"--json_out={out}",
             f"{SERVER_NAME}:{HTTPS_PORT}{{127.0.0.1}}",
         ],
@@ -54,10 +53,9 @@ def scan(converged: Converge, tmp_path_factory: pytest.TempPathFactory) -> Scan:
         capture_output=True,
         text=True,
         timeout=300,
-        check=False,
     )
-    assert Path(out).exists(), proc.stdout + proc.stderr
-    return Scan(proc, json.loads(Path(out).read_text()))
+    assert sandbox.path(out).exists(), proc.stdout + proc.stderr
+    return Scan(proc, json.loads(sandbox.path(out).read_text()))
 
 
 LEGACY = ["ssl_2_0_cipher_suites", "ssl_3_0_cipher_suites", "tls_1_0_cipher_suites", "tls_1_1_cipher_suites"]
@@ -101,11 +99,11 @@ def test_no_compression(scan: Scan) -> None:
     assert scan.results["tls_compression"]["result"]["supports_compression"] is False
 
 
-def test_no_session_tickets(converged: Converge) -> None:
-    ctx = ssl.create_default_context(cafile=str(LAB_CA))
+def test_no_session_tickets(sandbox: Sandbox, converged: Converge) -> None:
+    ctx = ssl.create_default_context(cafile=str(sandbox.path(LAB_CA)))
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     with (
-        socket.create_connection(("127.0.0.1", HTTPS_PORT), timeout=10) as raw,
+        sandbox.create_connection(("127.0.0.1", HTTPS_PORT), timeout=10) as raw,
         ctx.wrap_socket(raw, server_hostname=SERVER_NAME) as tls,
     ):
         assert tls.version() == "TLSv1.2"

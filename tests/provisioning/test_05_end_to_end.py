@@ -1,22 +1,20 @@
-"""End to end through Apache over https with the lab CA: health, enrollment,
-login with password + PIN, storing and reading an item."""
+"""End to end through Apache over https with the lab CA (in the sandbox):
+health, enrollment, login with password + PIN, storing and reading an item; and
+the client address Coffre records is the one Apache saw, through its socket."""
 
 from __future__ import annotations
 
 import http.client
 import json
-import sqlite3
 import ssl
-import subprocess
 import uuid
-from contextlib import closing
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.provisioning.conftest import Converge
-from tests.provisioning.support import ADMIN, HTTPS_PORT, LAB_CA, REPO
+from tests.provisioning.sandbox import Sandbox
+from tests.provisioning.support import ADMIN, HTTPS_PORT, LAB_CA, REPO, sandbox_sql
 
 pytestmark = pytest.mark.skipif(
     not (REPO / "cli").is_dir(), reason="the core app (cli/, coffre command) has not landed yet"
@@ -24,14 +22,18 @@ pytestmark = pytest.mark.skipif(
 
 
 class Client:
-    def __init__(self) -> None:
-        self.ctx = ssl.create_default_context(cafile=str(LAB_CA))
+    """https to the sandbox's Apache, trusting the sandbox's lab CA."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.ctx = ssl.create_default_context(cafile=str(sandbox.path(LAB_CA)))
         self.token: str | None = None
 
     def call(
         self, method: str, path: str, payload: dict[str, Any] | None = None, extra: dict[str, str] | None = None
     ) -> tuple[int, Any]:
         conn = http.client.HTTPSConnection("localhost", HTTPS_PORT, context=self.ctx, timeout=60)
+        conn._create_connection = self.sandbox.create_connection  # type: ignore[attr-defined]
         headers = {"Content-Type": "application/json", "Accept": "application/json", **(extra or {})}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -47,15 +49,13 @@ class Client:
             return resp.status, raw.decode(errors="replace")
 
 
-def test_enroll_login_store_and_read_an_item(converged: Converge) -> None:
-    client = Client()
+def test_enroll_login_store_and_read_an_item(sandbox: Sandbox, converged: Converge) -> None:
+    client = Client(sandbox)
     status, body = client.call("GET", "/healthz")
     assert status == 200, body
 
     email = f"e2e-{uuid.uuid4().hex[:12]}@example.com"
-    invite = subprocess.run(
-        [str(ADMIN), "user", "invite", email, "--admin"], capture_output=True, text=True, timeout=120, check=False
-    )
+    invite = sandbox.run([str(ADMIN), "user", "invite", email, "--admin"], capture_output=True, text=True, timeout=120)
     assert invite.returncode == 0, invite.stdout + invite.stderr
     enrollment = invite.stdout.strip().splitlines()[-1].strip()
 
@@ -84,10 +84,19 @@ def test_enroll_login_store_and_read_an_item(converged: Converge) -> None:
     assert read["title"] == "router"
 
 
-def test_spoofed_forwarded_for_never_reaches_coffre(converged: Converge) -> None:
-    """Apache drops a client's own X-Forwarded-For: Coffre's audit trail and
-    rate limits see the address Apache saw, not one the client made up."""
-    client = Client()
+def _audited_addrs(sandbox: Sandbox) -> set[object]:
+    db = "/var/lib/coffre/coffre.db"
+    if not sandbox.path(db).exists():
+        pytest.skip("Coffre is not on SQLite here")
+    return {row[0] for row in sandbox_sql(sandbox, db, "SELECT client_addr FROM audit_log")}
+
+
+def test_spoofed_forwarded_for_never_reaches_coffre(sandbox: Sandbox, converged: Converge) -> None:
+    """Apache drops a client's own X-Forwarded-For and sends, over Coffre's
+    socket, the address it saw: Coffre's audit trail and rate limits see that
+    address, not one the client made up (nor "unix", which would mean the
+    header Apache sent was not believed)."""
+    client = Client(sandbox)
     spoofed = "203.0.113.77"
     email = f"nobody-{uuid.uuid4().hex[:8]}@example.com"
     status, _ = client.call(
@@ -97,16 +106,35 @@ def test_spoofed_forwarded_for_never_reaches_coffre(converged: Converge) -> None
         extra={"X-Forwarded-For": spoofed, "Forwarded": f"for={spoofed}", "X-Real-IP": spoofed},
     )
     assert 400 <= status < 500
-    db = Path("/var/lib/coffre/coffre.db")
-    if not db.exists():
-        pytest.skip("Coffre is not on SQLite here")
-    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
-        addrs = {row[0] for row in conn.execute("SELECT client_addr FROM audit_log")}
+    addrs = _audited_addrs(sandbox)
     assert spoofed not in addrs, addrs
     assert "127.0.0.1" in addrs, addrs
+    assert "unix" not in addrs, addrs
 
 
-def test_wrong_pin_does_not_unlock(converged: Converge) -> None:
-    client = Client()
+def test_a_local_process_on_the_socket_is_not_apache(sandbox: Sandbox, converged: Converge) -> None:
+    """A local process that is neither Apache nor Coffre cannot reach Coffre at
+    all: there is no TCP port to send a forged header to, and the socket refuses it."""
+    probe = (
+        "import http.client,socket,sys\n"
+        "for port in (8080, 18080):\n"
+        " try:\n  socket.create_connection(('127.0.0.1', port), timeout=5)\n"
+        " except ConnectionRefusedError:\n  pass\n"
+        " else:\n  sys.exit(f'something listens on {port}')\n"
+        "s=socket.socket(socket.AF_UNIX)\n"
+        "try:\n s.connect(sys.argv[1])\nexcept PermissionError:\n print('refused')\n"
+    )
+    run = sandbox.run(
+        ["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c", probe, "/run/coffre/coffre.sock"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.strip() == "refused"
+
+
+def test_wrong_pin_does_not_unlock(sandbox: Sandbox, converged: Converge) -> None:
+    client = Client(sandbox)
     status, body = client.call("POST", "/api/v1/auth/unlock", {"login_ticket": "not-a-ticket", "pin": "000000"})
     assert 400 <= status < 500, body

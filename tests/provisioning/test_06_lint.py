@@ -1,37 +1,37 @@
-"""Static checks of provisioning/: ansible-lint (production profile) and syntax."""
+"""Static checks of provisioning/: ansible-lint (production profile) and syntax.
+
+They run in the sandbox too: ansible-lint writes caches under the home directory.
+"""
 
 from __future__ import annotations
 
-import subprocess
-
+from tests.provisioning.sandbox import Sandbox
 from tests.provisioning.support import PROVISIONING, SITE, TOOLS, ansible_env
 
 
-def test_ansible_lint_production_profile() -> None:
-    proc = subprocess.run(
+def test_ansible_lint_production_profile(sandbox: Sandbox) -> None:
+    proc = sandbox.run(
         [str(TOOLS / "ansible-lint"), "--profile", "production", "--offline", "--nocolor"],
         cwd=PROVISIONING,
         env=ansible_env(),
         capture_output=True,
         text=True,
         timeout=600,
-        check=False,
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
 
 
-def test_production_example_inventory_parses_and_syntax_checks() -> None:
+def test_production_example_inventory_parses_and_syntax_checks(sandbox: Sandbox) -> None:
     inventory = PROVISIONING / "inventories" / "production.example" / "hosts.yml"
-    proc = subprocess.run(
+    proc = sandbox.run(
         [str(TOOLS / "ansible-playbook"), "-i", str(inventory), "--syntax-check", str(SITE)],
         env=ansible_env(),
         capture_output=True,
         text=True,
         timeout=300,
-        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    hosts = subprocess.run(
+    hosts = sandbox.run(
         [str(TOOLS / "ansible-inventory"), "-i", str(inventory), "--list"],
         env=ansible_env(),
         capture_output=True,

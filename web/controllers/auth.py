@@ -76,6 +76,23 @@ class AuthController(Controller):
         appliance.accounts.change_password(caller, data.current_password, data.new_password)
 
     @post(
+        "/me/pin",
+        status_code=HTTP_204_NO_CONTENT,
+        operation_id="changePin",
+        sync_to_thread=True,
+    )
+    def change_pin(
+        self,
+        appliance: NamedDependency[Appliance],
+        request: Request[Any, Any, State],
+        data: JSONBody[schemas.PinChangeIn],
+    ) -> None:
+        """A new key pair under the new PIN; this session stays open, the others end."""
+        with serialized(request):
+            caller = principal(request)
+            appliance.userkeys.change_pin(caller, data.current_pin, data.new_pin)
+
+    @post(
         "/auth/password-reset",
         status_code=HTTP_204_NO_CONTENT,
         operation_id="completePasswordReset",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, delete, get, post, put
+from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
@@ -85,11 +85,26 @@ class ItemsController(Controller):
         item_id: FromPath[str],
         data: JSONBody[schemas.ItemUpdateIn],
     ) -> schemas.ItemOut:
+        """Replace the whole item: a field left out is cleared (PATCH changes only the fields given)."""
         with serialized(request):
             caller = principal(request)
             values = msgspec.structs.asdict(strict_body(request, schemas.ItemUpdateIn))
             version = values.pop("version")
             return _item(appliance.items.update(caller, item_id, values, version))
+
+    @patch("/items/{item_id:str}", status_code=HTTP_200_OK, operation_id="patchItem", sync_to_thread=True)
+    def patch_item(
+        self,
+        appliance: NamedDependency[Appliance],
+        request: Request[Any, Any, State],
+        item_id: FromPath[str],
+        data: JSONBody[schemas.ItemPatchIn],
+    ) -> schemas.ItemOut:
+        """Change only the fields given; PUT replaces the whole item."""
+        with serialized(request):
+            caller = principal(request)
+            body = strict_body(request, schemas.ItemPatchIn)
+            return _item(appliance.items.patch(caller, item_id, body.changes(), body.version))
 
     @delete("/items/{item_id:str}", status_code=HTTP_204_NO_CONTENT, operation_id="deleteItem", sync_to_thread=True)
     def delete_item(

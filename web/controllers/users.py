@@ -78,3 +78,13 @@ class UsersController(Controller):
         with serialized(request):
             caller = principal(request)
             return schemas.ResetOut(reset_token=appliance.accounts.reset_password(caller, user_id, caller.client_addr))
+
+    @post("/{user_id:str}/rotate-key", status_code=HTTP_200_OK, operation_id="rotateUserKey", sync_to_thread=True)
+    def rotate_key(
+        self, appliance: NamedDependency[Appliance], request: Request[Any, Any, State], user_id: FromPath[str]
+    ) -> schemas.UserOut:
+        """The user's key pair is replaced at their next unlock (their PIN opens the old one)."""
+        with serialized(request):
+            caller = principal(request)
+            appliance.userkeys.request_rotation(caller, user_id, caller.client_addr)
+            return _out(next(u for u in appliance.accounts.list_users(caller) if u.id == user_id))

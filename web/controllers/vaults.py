@@ -21,7 +21,7 @@ def _vault(v: VaultView) -> schemas.VaultOut:
 
 
 def _member(m: MemberView) -> schemas.MemberOut:
-    return schemas.MemberOut(vault_id=m.vault_id, user_id=m.user_id, email=m.email, role=m.role)
+    return schemas.MemberOut(user_id=m.user_id, email=m.email, role=m.role)
 
 
 class VaultsController(Controller):

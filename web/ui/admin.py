@@ -42,6 +42,8 @@ STATUS_KEYS = {
     "root pepper": N_("Root key: pepper"),
     "root audit": N_("Root key: audit"),
     "root bind": N_("Root key: binding"),
+    "root ukw": N_("Root key: user-key wrapping"),
+    "unwrap templates": N_("Unwrap templates"),
 }
 _COUNTS = re.compile(
     r"^users (?P<users>\d+), vaults (?P<vaults>\d+), memberships (?P<memberships>\d+), items (?P<items>\d+), "
