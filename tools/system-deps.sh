@@ -10,7 +10,7 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$missing python3
 command -v softhsm2-util >/dev/null 2>&1 || missing="$missing softhsm2"
 command -v curl >/dev/null 2>&1 || missing="$missing curl"
 command -v jq >/dev/null 2>&1 || missing="$missing jq"
-[ -x /usr/bin/chromium ] || missing="$missing chromium fonts-liberation"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium fonts-liberation"
 command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 [ -n "$missing" ] || exit 0
 if [ "$(id -u)" = 0 ]; then

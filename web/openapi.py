@@ -35,6 +35,8 @@ ERRORS: dict[str, tuple[bool, tuple[int, ...]]] = {
     "completePasswordReset": (False, (422, 429)),
     "changePin": (True, (401, 422, 423)),
     "me": (True, ()),
+    "listMySessions": (True, ()),
+    "revokeMySession": (True, (404,)),
     "ping": (True, ()),
     "inviteUser": (True, (403, 409, 422)),
     "listUsers": (True, (403,)),

@@ -30,7 +30,7 @@ def test_silent_and_apt_free_when_everything_is_present(tmp_path):
     bin_dir.mkdir()
     log = tmp_path / "apt.log"
     _stub(bin_dir, "apt-get", f'echo "$*" >> {log}')
-    for name in ("softhsm2-util", "curl", "jq"):
+    for name in ("softhsm2-util", "curl", "jq", "chromium", "npm"):
         _stub(bin_dir, name, "exit 0")
     _stub(bin_dir, "python3", f'exec {os.path.realpath(sys.executable)} "$@"')  # the system Python
     (bin_dir / "id").symlink_to(shutil.which("id"))
@@ -47,6 +47,8 @@ def test_installs_exactly_what_is_missing(tmp_path):
     _stub(bin_dir, "apt-get", f'echo "$*" >> {log}')
     _stub(bin_dir, "python3", "exit 1")  # no venv/ensurepip
     _stub(bin_dir, "curl", "exit 0")  # present
+    _stub(bin_dir, "chromium", "exit 0")  # present
+    _stub(bin_dir, "npm", "exit 0")  # present
     _stub(bin_dir, "id", "echo 0")  # root: no sudo
     _stub(bin_dir, "env", 'shift; exec "$@"')  # env DEBIAN_FRONTEND=... apt-get ...
     result = _run(str(bin_dir))
