@@ -69,7 +69,21 @@ def raw_token_rates(config: Path) -> dict[str, float]:
         rates["HMAC-SHA256 (audit entry)"] = _rate(lambda: work.mac(RootKind.AUDIT, b"z" * 200))
         rates["AES-GCM unseal 1.3 kB (KEK)"] = _rate(lambda: work.unseal(sealed, b"ctx"))
         rates[f"RSA-{settings.crypto.rsa_bits} OAEP unwrap (vault key)"] = _rate(unwrap_vault_key)
-        rates["import key + AES-KWP unwrap private key"] = _rate(unwrap_private)
+        rates["open private key (KEK unseal + GCM + KWP unwrap under ukw)"] = _rate(unwrap_private)
+        from hsm import state
+
+        counters = state.read_counters(work, "bench-anchor", 1024)
+        state.write_counters(work, "bench-anchor", counters)
+        rates["anchor table read (1,024 counters, every request)"] = _rate(
+            lambda: state.read_counters(work, "bench-anchor", 1024)
+        )
+
+        def advance() -> None:
+            counters[0] += 1
+            state.write_counters(work, "bench-anchor", counters)
+
+        rates["anchor table write (a change of an access row)"] = _rate(advance)
+        state.destroy_counters(work, "bench-anchor")
         work.destroy_temporaries()
     ks.close()
     return rates

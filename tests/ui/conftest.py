@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.ui.support import CHROMIUM, Lab, chromium_or_reason, start_lab
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+# Assertions wait up to 15 s (not 5): CI runs the browser beside the rest of the suite on 2 cores.
+expect.set_options(timeout=15000)
 
 
 @pytest.fixture(scope="session")

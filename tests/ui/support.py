@@ -77,7 +77,8 @@ class Watch:
 
 def new_context(browser: Any, watch: Watch | None = None, **kwargs: Any) -> Any:
     context = browser.new_context(**{"locale": "en-US", "viewport": {"width": 1280, "height": 860}, **kwargs})
-    context.set_default_timeout(15000)
+    # Generous: CI runs the browser beside the rest of the suite on 2 cores.
+    context.set_default_timeout(30000)
     if watch is not None:
         watch.attach(context)
     return context

@@ -52,12 +52,14 @@ def test_keyboard_only_login_and_new_item(lab, browser):
     context = new_context(browser)
     page = context.new_page()
     page.goto(lab.url + "/login")
-    assert _active(page) == "email", "the email field has the focus"
+    # Autofocus is applied at the next rendering update, not at "load": wait for it.
+    expect(page.locator("#email")).to_be_focused()
     page.keyboard.type("keys@example.com")
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
     page.wait_for_url("**/login/pin")
+    expect(page.locator("#pin")).to_be_focused()
     page.keyboard.type(PIN)
     page.keyboard.press("Enter")
     page.wait_for_url("**/vaults")
@@ -68,7 +70,7 @@ def test_keyboard_only_login_and_new_item(lab, browser):
     _tab_to(page, "New item")
     page.keyboard.press("Enter")
     page.wait_for_url("**/items/new")
-    assert _active(page) == "title"
+    expect(page.locator("#title")).to_be_focused()
     page.keyboard.type("Typed with keys")
     page.keyboard.press("Tab")
     page.keyboard.type("kbd-user")
