@@ -174,6 +174,17 @@ class AuditHead(Base):
     head_mac: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
+class AuditCursor(Base):
+    """How far a consumer of the audit log (a SIEM forwarder) has read it."""
+
+    __tablename__ = "audit_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[float] = mapped_column(Float)
+    last_error: Mapped[str | None] = mapped_column(String(256), nullable=True)
+
+
 class Deployment(Base):
     """One row: this database's random id, bound into every row MAC and naming the
     token's anchor tables, so rows cannot move between deployments sharing a token."""

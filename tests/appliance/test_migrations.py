@@ -27,7 +27,7 @@ def test_upgrade_from_the_first_revision(database_url):
         assert schema.current_revision(db.engine) == "0001"
         assert "wrapped_key_mac" not in {c["name"] for c in inspect(db.engine).get_columns("vault_members")}
         schema.upgrade(db.engine)
-        assert schema.current_revision(db.engine) == schema.head_revision() == "0003"
+        assert schema.current_revision(db.engine) == schema.head_revision()
         assert "row_mac" in {c["name"] for c in inspect(db.engine).get_columns("vault_members")}
         assert "mac" in {c["name"] for c in inspect(db.engine).get_columns("login_tickets")}
     finally:
