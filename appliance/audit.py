@@ -139,8 +139,12 @@ class AuditLog:
         if at_start:  # reset to the start after genesis: refused
             refused = not genesis and state.has_marker(work, genesis_marker(deployment))
         else:
+            # A head without a MAC is a head from before schema 0003, accepted only until
+            # the genesis entry (written by the upgrading `init`) MACs it; after, tampering.
             refused = not head_is_valid(work, deployment, last_seq, prev_mac, head.head_mac) and (
-                head.head_mac is not None or not _legacy_head_ok(conn, last_seq, prev_mac)
+                head.head_mac is not None
+                or state.has_marker(work, genesis_marker(deployment))
+                or not _legacy_head_ok(conn, last_seq, prev_mac)
             )
         if refused:
             raise AuditBroken()
@@ -252,7 +256,7 @@ def verify(db: Session, work: Work, recorded_head: str | None = None, deployment
         if (
             not at_start
             and not head_is_valid(work, deployment, head.seq, head.mac, head.head_mac)
-            and head.head_mac is not None
+            and (head.head_mac is not None or state.has_marker(work, genesis_marker(deployment)))
         ):
             return VerifyResult(False, checked, prev_mac, head.seq, "the head row was modified (MAC mismatch)")
     if head is not None and (head.seq != checked or head.mac != prev_mac):

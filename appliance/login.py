@@ -198,11 +198,48 @@ class Login:
     def with_pin_attempt(
         self, user_id: str, pin_key: bytes, client_addr: str | None, on_success: Callable[[Any, Work, User], T]
     ) -> T:
-        """Check a PIN (its key) against the user's private key, counting it: a
-        wrong one moves the failure counts (and may lock the account), a right one
-        clears them and runs ``on_success`` in the same transaction."""
-        with self.app.keystore.work() as work, self.app.db.write() as db:
-            # Anchor locks in one order everywhere (users, vaults, sessions): no deadlock.
+        """Check a PIN (its key) against the user's private key, counting it first.
+
+        1. The attempt is counted (and the account locked if it reaches a limit) and
+           *committed* before the PIN is tried: if that write fails, no PIN is tried.
+           A database writer who makes the count fail (a trigger, a lock) learns nothing.
+        2. The PIN is tried in the token.
+        3. A right PIN clears the counts and the lock it may have set, and runs
+           ``on_success`` in that transaction; a wrong one is audited (and, if it
+           locked the account, ends its sessions)."""
+        with self.app.keystore.work() as work:
+            locks, blob = self._count_attempt(work, user_id, client_addr)
+            try:
+                work.open_private_key(blob, user_key_context(user_id), pin_key)
+                right = True
+            except DecryptionFailed:
+                right = False
+            with self.app.db.write() as db:
+                # Anchor locks in one order everywhere (users, vaults, sessions).
+                self.app.integrity.lock(db, Domain.USERS)
+                fresh = db.execute(select(User).where(User.id == user_id).with_for_update()).scalar_one_or_none()
+                if fresh is None:
+                    raise Unauthorized(BAD_TICKET)
+                fresh = self.app.integrity.require(db, work, USER, fresh, actor=user_id, client_addr=client_addr)
+                if fresh is None:
+                    raise Unauthorized(BAD_TICKET)
+                if not right:
+                    self._settle_failure(db, work, fresh, locks, client_addr)
+                    db.commit()
+                    if locks:
+                        raise Locked("too many wrong PINs: the account is now locked; an administrator must unlock it")
+                    raise Unauthorized("wrong PIN")
+                with self.app.accounts.change_user(db, work, fresh.id, fresh.id, client_addr) as row:
+                    row.failed_pin_count = 0
+                    row.pin_failures_since_success = 0
+                    row.locked = False
+                return on_success(db, work, fresh)
+
+    def _count_attempt(self, work: Work, user_id: str, client_addr: str | None) -> tuple[bool, bytes]:
+        """Count one PIN attempt before it is made (own transaction). Returns whether
+        this attempt locks the account if it is wrong, and the private key blob."""
+        rules = self.app.settings.security
+        with self.app.db.write() as db:
             self.app.integrity.lock(db, Domain.USERS)
             # Locked row: concurrent attempts on one account are counted one by one.
             fresh = db.execute(select(User).where(User.id == user_id).with_for_update()).scalar_one_or_none()
@@ -214,33 +251,20 @@ class Login:
             refusal = self._refusal(fresh)
             if refusal is not None:
                 raise refusal[1]
-            try:
-                work.open_private_key(fresh.private_key_blob, user_key_context(fresh.id), pin_key)
-            except DecryptionFailed:
-                self._count_failure(db, work, fresh, client_addr)
-                db.commit()
-                if fresh.locked:
-                    raise Locked(
-                        "too many wrong PINs: the account is now locked; an administrator must unlock it"
-                    ) from None
-                raise Unauthorized("wrong PIN") from None
-            if fresh.failed_pin_count or fresh.pin_failures_since_success:
-                with self.app.accounts.change_user(db, work, fresh.id, fresh.id, client_addr) as row:
-                    row.failed_pin_count = 0
-                    row.pin_failures_since_success = 0
-            return on_success(db, work, fresh)
+            with self.app.accounts.change_user(db, work, fresh.id, fresh.id, client_addr) as row:
+                row.failed_pin_count += 1
+                row.pin_failures_since_success += 1
+                locks = (
+                    row.failed_pin_count >= rules.max_pin_failures
+                    or row.pin_failures_since_success >= rules.max_pin_failures_total
+                )
+                if locks:
+                    row.locked = True
+            blob = fresh.private_key_blob
+        assert blob is not None
+        return locks, blob
 
-    def _count_failure(self, db: Any, work: Work, user: User, client_addr: str | None) -> None:
-        rules = self.app.settings.security
-        with self.app.accounts.change_user(db, work, user.id, user.id, client_addr) as row:
-            row.failed_pin_count += 1
-            row.pin_failures_since_success += 1
-            newly_locked = not row.locked and (
-                row.failed_pin_count >= rules.max_pin_failures
-                or row.pin_failures_since_success >= rules.max_pin_failures_total
-            )
-            if newly_locked:
-                row.locked = True
+    def _settle_failure(self, db: Any, work: Work, user: User, locked_now: bool, client_addr: str | None) -> None:
         self.app.audit.append(
             db,
             work,
@@ -251,7 +275,7 @@ class Login:
             consecutive=user.failed_pin_count,
             total=user.pin_failures_since_success,
         )
-        if newly_locked:
+        if locked_now:
             revoked = self.app.sessions.revoke_user(db, work, user.id)
             self.app.audit.append(
                 db,

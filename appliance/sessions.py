@@ -196,7 +196,7 @@ class Sessions:
 
 
 _SESSION_COLUMNS = [c.name for c in SessionRow.__table__.columns]
-_USER_COLUMNS = [c.name for c in User.__table__.columns if c.name not in ("public_key", "private_key_blob")]
+_USER_COLUMNS = [c.name for c in User.__table__.columns if c.name != "public_key"]
 _SESSION_LOOKUP = (
     select(
         *(SessionRow.__table__.c[name] for name in _SESSION_COLUMNS),

@@ -324,7 +324,7 @@ class Vaults:
             if member is None:
                 raise NotFound("no such member")
             member = self.checked_membership(db, principal, member, Role.READ, work)
-            if member.role == "admin" and wanted is not Role.ADMIN and self._admin_count(db, vault_id) <= 1:
+            if member.role == "admin" and wanted is not Role.ADMIN and self._admin_count(db, work, vault_id) <= 1:
                 raise Conflict("the last administrator of a vault cannot be demoted")
             old = member.role
             with self.app.integrity.changing(db, work, Domain.VAULTS, vault_id):
@@ -371,7 +371,7 @@ class Vaults:
         """Delete ``member``, re-encrypt every item under ``new_key`` and wrap it for
         the remaining members (inside the caller's transaction and vault lock)."""
         vault_id, user_id = vault.id, member.user_id
-        if member.role == "admin" and self._admin_count(db, vault_id) <= 1:
+        if member.role == "admin" and self._admin_count(db, work, vault_id) <= 1:
             raise Conflict("the last administrator of a vault cannot be removed")
         mine = db.get(VaultMember, (vault_id, principal.user_id))
         if mine is None or mine.key_version != vault.key_version:
@@ -396,6 +396,9 @@ class Vaults:
                 ).scalars()
             }
             for other in db.execute(select(VaultMember).where(VaultMember.vault_id == vault_id)).scalars():
+                # Only a membership that verifies gets the new key: never a planted row.
+                if self.app.integrity.require(db, work, MEMBER, other, actor=principal.user_id) is None:
+                    continue
                 other.wrapped_key, other.wrapped_key_mac = self._wrap_for(
                     work, principal, new_key, vault_id, users[other.user_id], new_version
                 )
@@ -411,10 +414,10 @@ class Vaults:
             key_version=new_version,
         )
 
-    @staticmethod
-    def _admin_count(db: Any, vault_id: str) -> int:
-        return len(
-            db.execute(
-                select(VaultMember.user_id).where(VaultMember.vault_id == vault_id, VaultMember.role == "admin")
-            ).all()
-        )
+    def _admin_count(self, db: Any, work: Work, vault_id: str) -> int:
+        """Administrators whose membership verifies (a planted admin row does not
+        let the real last one leave)."""
+        rows = db.execute(
+            select(VaultMember).where(VaultMember.vault_id == vault_id, VaultMember.role == "admin")
+        ).scalars()
+        return sum(1 for m in rows if self.app.integrity.valid(work, MEMBER, m))

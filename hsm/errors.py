@@ -43,6 +43,11 @@ class RootKeyMissing(KeyNotFound, HsmUnavailable):
     """A root key is not on the token: wrong token, token not initialized, or gone."""
 
 
+class RootKeyRejected(HsmUnavailable):
+    """A key labelled as a root does not have a root's attributes (made outside
+    `coffre init`, e.g. planted by someone holding the token PIN): never used."""
+
+
 class OperationFailed(HsmError):
     """The token refused an operation for a reason other than device failure."""
 

@@ -263,6 +263,9 @@ class Work:
         except p11.MultipleObjectsReturned:
             # A concurrent creation not yet cleaned up: the lowest CKA_ID wins everywhere.
             obj = self._copies(label)[0]
+        from hsm.rootcheck import check_root
+
+        check_root(self, obj, parsed[0], label)  # a planted root is refused, never used
         with keystore._root_lock:
             if keystore._roots_generation == self.generation:  # handles of an older module init are not kept
                 keystore._roots[label] = obj

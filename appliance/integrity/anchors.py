@@ -174,12 +174,17 @@ class Integrity:
     @contextmanager
     def changing(self, db: Any, work: Work, domain: Domain, *bucket_keys: str) -> Iterator[Change]:
         """Wrap a change or deletion of anchored rows whose buckets are named by
-        ``bucket_keys`` (user ids, vault ids). Inside the caller's write transaction."""
+        ``bucket_keys`` (user ids, vault ids). Inside the caller's write transaction.
+
+        Only rows that verify *before* the change (an allow-list, locked ``FOR
+        UPDATE``) and rows the caller adds are sealed afterwards, each in the bucket
+        its identity gives (never the stored ``anchor_bucket``): a row a database
+        writer plants or moves into the bucket meanwhile is never blessed."""
         self.lock(db, domain)
         table = self.table_name(domain)
         before = self.counters(work, domain)
         buckets = sorted({bucket_of(key) for key in bucket_keys})
-        broken = self._broken_rows(db, work, domain, buckets, before)
+        valid = self._valid_rows(db, work, domain, buckets, before)
         change = Change()
         yield change
         db.flush()
@@ -188,26 +193,27 @@ class Integrity:
             after[bucket] += 1
         state.write_counters(work, table, after)
         self._on_rollback(db, domain, buckets, before)
-        for spec in SPECS[domain]:
-            for row in self._rows(db, spec, buckets):
-                if (spec.table, spec.identity(row)) not in broken:
-                    self.seal(work, spec, row, after[row.anchor_bucket])
+        for spec, identity in valid:
+            row = db.get(spec.model, identity)
+            if row is not None:  # deleted by the change otherwise
+                self.seal(work, spec, row, after[spec.bucket(row)])
         for spec, row in change.added:
             self.seal(work, spec, row, after[spec.bucket(row)])
         db.flush()
 
-    def _rows(self, db: Any, spec: RowSpec, buckets: list[int]) -> list[Any]:
-        return list(db.execute(select(spec.model).where(spec.model.anchor_bucket.in_(buckets))).scalars())
+    def _rows(self, db: Any, spec: RowSpec, buckets: list[int], lock: bool = False) -> list[Any]:
+        query = select(spec.model).where(spec.model.anchor_bucket.in_(buckets))
+        return list(db.execute(query.with_for_update() if lock else query).scalars())
 
-    def _broken_rows(
+    def _valid_rows(
         self, db: Any, work: Work, domain: Domain, buckets: list[int], counters: list[int]
-    ) -> set[tuple[str, tuple[Any, ...]]]:
-        broken = set()
+    ) -> list[tuple[RowSpec, tuple[Any, ...]]]:
+        valid = []
         for spec in SPECS[domain]:
-            for row in self._rows(db, spec, buckets):
-                if not self._valid_with(work, spec, row, counters[row.anchor_bucket]):
-                    broken.add((spec.table, spec.identity(row)))
-        return broken
+            for row in self._rows(db, spec, buckets, lock=True):
+                if self._valid_with(work, spec, row, counters[spec.bucket(row)]):
+                    valid.append((spec, spec.identity(row)))
+        return valid
 
     def _on_rollback(self, db: Any, domain: Domain, buckets: list[int], before: list[int]) -> None:
         """The token moved but the database may not commit: if it rolls back,

@@ -85,6 +85,7 @@ USER = RowSpec(
         r.pin_kdf,
         int(r.key_generation or 0),
         bool(r.key_rotation_due),
+        r.private_key_blob is not None,  # enrolled with a key pair: `enable` reads it
     ),
 )
 
