@@ -99,7 +99,7 @@ class Integrity:
         return state.read_counters(work, self.table_name(domain), BUCKETS)
 
     def counter(self, work: Work, domain: Domain, key: str) -> int:
-        return self.counters(work, domain)[bucket_of(key)]
+        return state.read_counter(work, self.table_name(domain), BUCKETS, bucket_of(key))
 
     # -- MACs -------------------------------------------------------------------------
 

@@ -58,3 +58,15 @@ def test_counters_never_move_backwards(app):
         counters[0] -= 1
         with pytest.raises(OperationFailed):
             state.write_counters(work, name, counters)
+
+
+def test_one_counter_reads_as_the_table_does(app):
+    with app.keystore.work() as work:
+        name = app.integrity.table_name(Domain.VAULTS)
+        counters = state.read_counters(work, name, 1024)
+        counters[7] += 3
+        state.write_counters(work, name, counters)
+        assert state.read_counter(work, name, 1024, 7) == counters[7]
+        assert state.read_counter(work, name, 1024, 8) == counters[8]
+        with pytest.raises(ValueError):
+            state.read_counter(work, name, 1024, 1024)
