@@ -19,14 +19,23 @@ Readers take the highest ``CKA_OBJECT_ID``; a crash between the create and the
 destroy leaves two copies and the newer one wins.
 
 Writers must be serialized by the caller (the appliance holds a database lock
-around a read-modify-write): the token offers no compare-and-swap.
+around a read-modify-write): the token offers no compare-and-swap. Within one
+process every find, read, create and destroy of these objects also takes one
+lock: SoftHSM 2.6 answered ``CKR_GENERAL_ERROR`` to a ``C_CreateObject`` racing a
+find or a create on another session of the same process (measured under
+tests/api/test_anchor_concurrency.py), even with OS locking. A create that still
+fails that way (another process) is retried.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
-from typing import TYPE_CHECKING, Any
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pkcs11 import Attribute, ObjectClass
 from pkcs11 import exceptions as p11
@@ -41,6 +50,20 @@ PREFIX = "coffre-state-"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _COUNTER = struct.Struct(">I")
 MAX_COUNTER = 2**32 - 1
+_LOCK = threading.RLock()
+_CREATE_ATTEMPTS = 4
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _serialized(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with _LOCK:
+            return fn(*args, **kwargs)
+
+    return cast(F, wrapper)
 
 
 def _label(kind: str, name: str) -> str:
@@ -61,13 +84,24 @@ def _copies(work: Work, label: str) -> list[Any]:
         try:
             objs = list(work.session.get_objects(search))
             return objs if len(objs) < 2 else sorted(objs, key=_seq, reverse=True)
-        except p11.ObjectHandleInvalid:
+        except (p11.ObjectHandleInvalid, p11.GeneralError):
             continue  # a copy was destroyed by another writer between find and read
     objs = list(work.session.get_objects(search))
     return sorted(objs, key=_seq, reverse=True)
 
 
 def _create(work: Work, label: str, seq: int, value: bytes) -> Any:
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            return _create_once(work, label, seq, value)
+        except p11.GeneralError:
+            if attempt == _CREATE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+    return None  # not reached
+
+
+def _create_once(work: Work, label: str, seq: int, value: bytes) -> Any:
     return work.session.create_object(
         {
             Attribute.CLASS: ObjectClass.DATA,
@@ -93,30 +127,51 @@ def _destroy_quietly(objs: list[Any]) -> None:
 # -- counter tables -------------------------------------------------------------
 
 
+# What reading a copy that another writer destroyed between the find and the read
+# looks like: SoftHSM answers CKR_OBJECT_HANDLE_INVALID, or CKR_GENERAL_ERROR when
+# the object's file is already gone. The read starts over (a newer copy exists).
+_VANISHED = (p11.ObjectHandleInvalid, p11.GeneralError)
+_READ_ATTEMPTS = 5
+
+
+def _newest_value(work: Work, label: str) -> bytes | None:
+    for attempt in range(_READ_ATTEMPTS):
+        copies = _copies(work, label)
+        if not copies:
+            return None
+        try:
+            return bytes(copies[0][Attribute.VALUE])
+        except _VANISHED:
+            if attempt == _READ_ATTEMPTS - 1:
+                raise
+    return None  # not reached
+
+
+@_serialized
 def read_counters(work: Work, name: str, size: int) -> list[int]:
     """The table ``name`` (``size`` counters, all 0 when it does not exist yet)."""
-    copies = _copies(work, _label("ctr", name))
-    if not copies:
+    value = _newest_value(work, _label("ctr", name))
+    if value is None:
         return [0] * size
-    value = bytes(copies[0][Attribute.VALUE])
     if len(value) != size * _COUNTER.size:
         raise OperationFailed(f"counter table {name} has {len(value) // _COUNTER.size} entries, not {size}")
     return [c for (c,) in _COUNTER.iter_unpack(value)]
 
 
+@_serialized
 def read_counter(work: Work, name: str, size: int, index: int) -> int:
     """One counter of the table ``name`` (the read on every request: no full unpack)."""
     if not 0 <= index < size:
         raise ValueError("counter index out of range")
-    copies = _copies(work, _label("ctr", name))
-    if not copies:
+    value = _newest_value(work, _label("ctr", name))
+    if value is None:
         return 0
-    value = bytes(copies[0][Attribute.VALUE])
     if len(value) != size * _COUNTER.size:
         raise OperationFailed(f"counter table {name} has {len(value) // _COUNTER.size} entries, not {size}")
     return int(_COUNTER.unpack_from(value, index * _COUNTER.size)[0])
 
 
+@_serialized
 def write_counters(work: Work, name: str, values: list[int]) -> None:
     """Replace the table ``name``. Counters only move forward: a value lower than
     the stored one is refused (a bug, never a path an attacker controls)."""
@@ -133,6 +188,7 @@ def write_counters(work: Work, name: str, values: list[int]) -> None:
     _destroy_quietly(copies)
 
 
+@_serialized
 def destroy_counters(work: Work, name: str) -> int:
     """Remove a table (a deployment being dismantled, or a test cleaning up)."""
     copies = _copies(work, _label("ctr", name))
@@ -143,16 +199,19 @@ def destroy_counters(work: Work, name: str) -> int:
 # -- markers ----------------------------------------------------------------------
 
 
+@_serialized
 def has_marker(work: Work, name: str) -> bool:
     return bool(_copies(work, _label("mark", name)))
 
 
+@_serialized
 def set_marker(work: Work, name: str) -> None:
     label = _label("mark", name)
     if not _copies(work, label):
         _create(work, label, 1, b"1")
 
 
+@_serialized
 def clear_marker(work: Work, name: str) -> None:
     """Forget a marker (a deployment being dismantled, or a test cleaning up)."""
     _destroy_quietly(_copies(work, _label("mark", name)))
