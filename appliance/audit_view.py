@@ -102,4 +102,4 @@ def verify_chain(app: Appliance, principal: Principal, recorded_head: str | None
     """What `coffre audit verify` reports (administrators only)."""
     Accounts.require_admin(principal)
     with app.keystore.work() as work, app.db.read() as db:
-        return verify(db, work, recorded_head or None)
+        return verify(db, work, recorded_head or None, app.integrity.deployment())

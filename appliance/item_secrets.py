@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from appliance.errors import Conflict, ValidationFailed
+from appliance.integrity import recording_failures
 from appliance.items import ItemView
 from appliance.models import Item as ItemRow
 from appliance.models import User
@@ -37,14 +38,15 @@ def reveal(app: Appliance, principal: Principal, item_id: str, purpose: str, fie
     if event is None or field not in SECRET_FIELDS:
         raise ValidationFailed("purpose must be reveal or copy")
     items = app.items
-    with app.db.read() as db:
-        item, member = items._member_for_item(db, principal, item_id, Role.READ)
-    if item.key_version != member.key_version:
-        raise Conflict("the vault key changed meanwhile; retry")
-    with app.keystore.work() as work:
-        value = items._opened(work, principal, member, item, (field,))[field]
-        with app.db.write() as db:
-            app.audit.by(principal, db, work, event, target=item.id, vault=item.vault_id, field=field)
+    with recording_failures(app):
+        with app.db.read() as db:
+            item, member = items._member_for_item(db, principal, item_id, Role.READ)
+        if item.key_version != member.key_version:
+            raise Conflict("the vault key changed meanwhile; retry")
+        with app.keystore.work() as work:
+            value = items._opened(work, principal, member, item, (field,))[field]
+            with app.db.write() as db:
+                app.audit.by(principal, db, work, event, target=item.id, vault=item.vault_id, field=field)
     return value
 
 
@@ -64,10 +66,10 @@ def update(
     """Save an edit; with ``keep_password`` the stored password stays as it is."""
     values = dict(values)
     if keep_password:
-        with app.db.read() as db:
+        with recording_failures(app), app.db.read() as db:
             item, member = app.items._member_for_item(db, principal, item_id, Role.WRITE)
         if item.version != version:
             raise Conflict(f"stale version: the item is at version {item.version}")
-        with app.keystore.work() as work:
+        with recording_failures(app), app.keystore.work() as work:
             values["password"] = app.items._opened(work, principal, member, item, ("password",))["password"]
     return app.items.update(principal, item_id, values, version)

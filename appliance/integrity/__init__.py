@@ -5,7 +5,8 @@ one-time adoption of rows written before MACs existed (``adoption``)."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
 from appliance.integrity import macs
@@ -13,6 +14,17 @@ from appliance.integrity.anchors import BrokenRow, Change, Integrity
 from appliance.integrity.rows import MEMBER, SESSION, USER, VAULT, Domain, RowSpec, bucket_of
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextmanager
+def recording_failures(app: Any) -> Iterator[None]:
+    """For functions outside a service class: a ``BrokenRow`` raised inside is written
+    to the audit log once the block's transactions have ended (see ``audits_integrity``)."""
+    try:
+        yield
+    except BrokenRow as exc:
+        app.integrity.record(exc)
+        raise
 
 
 def audits_integrity(method: F) -> F:
@@ -43,4 +55,5 @@ __all__ = [
     "audits_integrity",
     "bucket_of",
     "macs",
+    "recording_failures",
 ]

@@ -44,16 +44,17 @@
       });
   }
 
-  /* The clipboard: written on request, cleared after 30 s if it still holds what
-     we put there (browsers that refuse to let the page read it get it cleared). */
+  /* The clipboard: written on request, emptied after 30 s. Reading it first would
+     ask the user for permission (Chromium) or be refused (Firefox, Safari), so the page
+     empties it without reading, when it has the focus (browsers allow clipboard writes
+     only then); a page in the background cannot, which the notice and the docs say. */
   function copyText(value) {
     return navigator.clipboard.writeText(value).then(function () {
       announce(msg("copied"), false);
       window.setTimeout(function () {
-        navigator.clipboard.readText().then(function (current) {
-          if (current === value) { return navigator.clipboard.writeText(""); }
-          return undefined;
-        }, function () { return navigator.clipboard.writeText(""); }).catch(function () { /* page not focused */ });
+        if (document.hasFocus()) {
+          navigator.clipboard.writeText("").catch(function () { /* refused: nothing more to do */ });
+        }
       }, HIDE_AFTER_MS);
     });
   }
@@ -229,8 +230,11 @@
       var main = document.getElementById("main");
       if (main) { main.replaceChildren(); }
       document.querySelectorAll("input, textarea").forEach(function (el) { el.value = ""; });
-      fetch("/logout", { method: "POST", headers: { "X-CSRF-Token": csrf }, credentials: "same-origin", keepalive: true, redirect: "manual" })
-        .catch(function () { return null; })
+      var post = function () {
+        return fetch("/logout", { method: "POST", headers: { "X-CSRF-Token": csrf }, credentials: "same-origin", keepalive: true, redirect: "manual" });
+      };
+      // One retry; if the server cannot be reached, its idle timeout ends the session.
+      post().catch(post).catch(function () { return null; })
         .then(function () { window.location.replace("/locked"); });
     };
     var touch = function () {

@@ -18,7 +18,7 @@ from litestar.response import Redirect, Response, Template
 
 from appliance import admin_status, audit_view
 from appliance.errors import ClientError, Forbidden, NotFound
-from web.deps import serialized
+from web.deps import over_unix_socket, serialized
 from web.ui.forms import Form, checked, text
 from web.ui.i18n import N_, t
 from web.ui.messages import explain
@@ -90,8 +90,11 @@ def console(request: Request[Any, Any, Any]) -> Iterator[None]:
 
 
 def _link(request: Request[Any, Any, Any], path: str, token: str) -> str:
-    """A one-time link: the token in the fragment, which never reaches a server log or a Referer."""
-    return f"{request.base_url.scheme}://{request.base_url.netloc}{path}#token={token}"
+    """A one-time link: the token in the fragment, which never reaches a server log or a
+    Referer. Behind Apache (requests over the Unix socket) the public URL is https: a
+    plain-http link would let a network attacker answer the invitee's first request."""
+    scheme = "https" if over_unix_socket(request.scope) else request.base_url.scheme
+    return f"{scheme}://{request.base_url.netloc}{path}#token={token}"
 
 
 def _show_once(kind: str, email: str, token: str) -> Redirect:

@@ -90,8 +90,9 @@ class AuthPages(Controller):
 
     @get("/locked", sync_to_thread=False)
     def locked(self, request: Request[Any, Any, Any]) -> Template:
-        """Where the idle lock lands (the page already asked for the logout)."""
-        return page(request, "locked.html", cookies=[expired(SESSION_COOKIE)])
+        """Where the idle lock lands (the page already ended the session with a POST
+        /logout). A GET changes nothing, so this page drops no cookie either."""
+        return page(request, "locked.html")
 
     @get("/enroll", sync_to_thread=False)
     def enroll_form(self, request: Request[Any, Any, Any]) -> Template:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hmac
 import secrets
 from typing import Any, cast
@@ -62,7 +63,16 @@ def caller(request: Request[Any, Any, Any]) -> Principal:
 
 
 def csrf_token(request: Request[Any, Any, Any]) -> tuple[str, bool]:
-    """The browser's CSRF token, and whether it is new (to be set as a cookie)."""
+    """The CSRF token the page's forms carry, and whether it is new (to be set as a cookie).
+
+    With a session, the token is derived from the session cookie's value (which is
+    HttpOnly and secret): a cookie planted by another site on the same host name (other
+    ports share cookies) cannot make a token that passes for the victim's session.
+    Before login (the login and enrollment forms), a random double-submitted cookie."""
+    session = request.cookies.get(SESSION_COOKIE)
+    if session:
+        digest = hmac.new(session.encode(), b"coffre/csrf/v1", "sha256").digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii"), False
     current = request.cookies.get(CSRF_COOKIE, "")
     if len(current) == 43:
         return current, False
@@ -95,7 +105,7 @@ async def csrf_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRout
         return
     if not _same_origin(request):
         raise Forbidden("cross-site request refused")
-    expected = request.cookies.get(CSRF_COOKIE, "")
+    expected = csrf_token(request)[0] if request.cookies.get(SESSION_COOKIE) else request.cookies.get(CSRF_COOKIE, "")
     sent = request.headers.get(CSRF_HEADER)
     if sent is None:
         content_type = request.headers.get("content-type", "")
