@@ -80,6 +80,19 @@ class UiSettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    # Where every audit entry is sent as it is appended: "syslog+tcp://host:port",
+    # "syslog+udp://host:port" or "syslog+tls://host:port" (None: not forwarded).
+    forward: str | None = None
+    # CA bundle that signs the syslog+tls receiver's certificate (system CAs if unset).
+    ca_file: str | None = None
+    # Entries per forwarding batch (the cursor moves after each batch is sent).
+    forward_batch: int = 200
+    # Seconds between `audit.anchor` entries recording the head in the log (0: none).
+    anchor_interval_seconds: int = 3600
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path | None
     data_dir: Path
@@ -89,6 +102,7 @@ class Settings:
     crypto: CryptoSettings = field(default_factory=CryptoSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     ui: UiSettings = field(default_factory=UiSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
 
 
 def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
@@ -99,7 +113,7 @@ def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 # Numeric settings that may be 0 (every other one must be at least 1).
-_MAY_BE_ZERO = {"cache_entries", "password_min_score", "user_key_max_age_days"}
+_MAY_BE_ZERO = {"cache_entries", "password_min_score", "user_key_max_age_days", "anchor_interval_seconds"}
 
 
 def _check_number(section: str, name: str, default: Any, value: Any) -> None:
@@ -189,4 +203,18 @@ def from_mapping(raw: dict[str, Any], path: Path | None = None) -> Settings:
         crypto=crypto,
         security=_build(SecuritySettings, _section(raw, "security"), "security"),
         ui=_build(UiSettings, _section(raw, "ui"), "ui"),
+        audit=_check_audit(_build(AuditSettings, _section(raw, "audit"), "audit")),
     )
+
+
+def _check_audit(audit: AuditSettings) -> AuditSettings:
+    if audit.forward is not None:
+        from appliance.auditops.destination import DestinationError, parse_destination
+
+        try:
+            parse_destination(audit.forward)
+        except DestinationError as exc:
+            raise ConfigError(f"[audit] forward: {exc}") from None
+    if audit.ca_file is not None and not isinstance(audit.ca_file, str):
+        raise ConfigError("[audit] ca_file must be a path")
+    return audit

@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.routes import HTTPRoute
 
+from appliance.auditops import AuditTask
 from appliance.core import Appliance
 from web.controllers.auth import AuthController
 from web.controllers.health import healthz
@@ -94,6 +95,9 @@ async def _options_allow(message: Any, scope: Any) -> None:
 
 
 def create_app(appliance: Appliance) -> Litestar:
+    # Audit forwarding and hourly anchors, off the request path (one per process;
+    # a lease in the database lets only one of them send).
+    audit_task = AuditTask(appliance)
     app = Litestar(
         route_handlers=[
             healthz,
@@ -111,13 +115,15 @@ def create_app(appliance: Appliance) -> Litestar:
             {
                 "appliance": appliance,
                 "work_gate": FairGate(appliance.settings.server.concurrent_operations),
+                "audit_task": audit_task,
             }
         ),
         request_class=JsonRequest,
         request_max_body_size=appliance.settings.server.max_body_bytes,
         openapi_config=openapi_config(),
         before_send=[_security_headers, _options_allow],
-        on_shutdown=[appliance.close],
+        on_startup=[audit_task.start],
+        on_shutdown=[audit_task.stop, appliance.close],
         logging_config=None,
         debug=False,
     )
