@@ -124,12 +124,15 @@ class Sender:
         readable, _, _ = select.select([sock], [], [], wait)
         if not readable:
             return False
+        sock.settimeout(0)  # readable may only mean TLS session tickets: never block here
         try:
-            data = sock.recv(1, socket.MSG_PEEK) if not isinstance(sock, ssl.SSLSocket) else sock.recv(1)
+            data = sock.recv(1) if isinstance(sock, ssl.SSLSocket) else sock.recv(1, socket.MSG_PEEK)
         except (BlockingIOError, ssl.SSLWantReadError):
             return False
         except OSError:
             return True
+        finally:
+            sock.settimeout(TIMEOUT_SECONDS)
         return data == b""
 
     def close(self) -> None:
