@@ -75,6 +75,8 @@ class AuditLog:
         self.database = database
         self.clock = clock
         self.deployment = deployment
+        # Called with each appended event's name (metrics count appends, logins, lockouts).
+        self.observers: list[Callable[[str], None]] = []
 
     def ensure_genesis(self) -> bool:
         """Write entry 1 (``audit.genesis``) if this deployment's log never had one,
@@ -164,6 +166,8 @@ class AuditLog:
         }
         conn.execute(_INSERT_ENTRY, entry)
         conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_mac": mac, "new_head_mac": head_mac(work, deployment, seq, mac)})
+        for observer in self.observers:
+            observer(event)
 
 
 def _legacy_head_ok(conn: Any, seq: int, mac: str) -> bool:

@@ -41,6 +41,9 @@ class ServerSettings:
     # Requests doing appliance work at once per process (see web/deps.py serialized).
     concurrent_operations: int = 1
     log_file: str | None = None
+    # "text" (human) or "json" (one object per line: time, level, logger, message,
+    # request id, route, status, duration, user id).
+    log_format: str = "text"
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,24 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    # File holding the bearer token that may scrape /metrics from a non-loopback
+    # peer (None: loopback only). Never on the command line.
+    token_file: str | None = None
+
+    def token(self) -> str | None:
+        if self.token_file is None:
+            return None
+        try:
+            value = Path(self.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"[metrics] token_file: cannot read {self.token_file}: {exc.strerror}") from None
+        if len(value) < 16:
+            raise ConfigError("[metrics] token_file must hold a token of at least 16 characters")
+        return value
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path | None
     data_dir: Path
@@ -103,6 +124,7 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     ui: UiSettings = field(default_factory=UiSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
 
 def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
@@ -158,6 +180,8 @@ def _check_server(server: ServerSettings) -> ServerSettings:
             ipaddress.ip_address(entry)
         except ValueError:
             raise ConfigError(f'[server] trusted_proxies: {entry!r} is neither "unix" nor an IP address') from None
+    if server.log_format not in ("text", "json"):
+        raise ConfigError('[server] log_format must be "text" or "json"')
     if server.unix_socket is not None and (not isinstance(server.unix_socket, str) or not server.unix_socket):
         raise ConfigError("[server] unix_socket must be a path")
     return server
@@ -204,6 +228,7 @@ def from_mapping(raw: dict[str, Any], path: Path | None = None) -> Settings:
         security=_build(SecuritySettings, _section(raw, "security"), "security"),
         ui=_build(UiSettings, _section(raw, "ui"), "ui"),
         audit=_check_audit(_build(AuditSettings, _section(raw, "audit"), "audit")),
+        metrics=_build(MetricsSettings, _section(raw, "metrics"), "metrics"),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from sqlalchemy import update
@@ -32,7 +33,7 @@ def test_every_format_carries_every_field_and_parses_back(app):
         app.audit.append(db, work, "login.failed", actor=None, target="x|y=z]", client_addr=None, why=NASTY)
     records = _records(app)
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
-    for prev, rec in zip(records, records[1:], strict=False):
+    for prev, rec in itertools.pairwise(records):
         assert rec["prev_mac"] == prev["mac"]  # continuity a SIEM can check itself
     for rec in records:
         back = json.loads(to_jsonl(rec))
