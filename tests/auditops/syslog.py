@@ -147,7 +147,7 @@ def parse_rfc5424(line: str) -> dict[str, Any]:
                     raise ValueError("bad PARAM-NAME")
                 i += len(pname.group())
                 if rest[i : i + 2] != '="':
-                    raise ValueError("expected =\"")
+                    raise ValueError('expected ="')
                 i += 2
                 value = []
                 while True:

@@ -50,7 +50,9 @@ def _scrape(client) -> dict:
 
 def test_refused_without_the_token_from_a_non_loopback_peer(metrics_client):
     assert metrics_client.get("/metrics").status_code == 404
-    assert metrics_client.get("/metrics", headers={"Authorization": "Bearer wrong-token-wrong-token"}).status_code == 404
+    assert (
+        metrics_client.get("/metrics", headers={"Authorization": "Bearer wrong-token-wrong-token"}).status_code == 404
+    )
     assert metrics_client.get("/metrics", headers={"Authorization": TOKEN}).status_code == 404
 
 
