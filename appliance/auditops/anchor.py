@@ -35,11 +35,15 @@ def maybe_anchor(app: Appliance, interval: float, clock: Callable[[], float] = t
         if head is None or (row is not None and (clock() - row.updated_at < interval or row.seq == head)):
             return None
     try:
+        if row is None:  # no token session needed to start the clock
+            with app.db.write() as db:
+                if cursors.locked(db, cursors.ANCHOR) is None:
+                    db.add(AuditCursor(name=cursors.ANCHOR, seq=0, updated_at=clock(), last_error=None))
+            return None
         with app.keystore.work() as work, app.db.write() as db:
             row = cursors.locked(db, cursors.ANCHOR)
             now = clock()
             if row is None:
-                db.add(AuditCursor(name=cursors.ANCHOR, seq=0, updated_at=now, last_error=None))
                 return None
             head_row = db.execute(select(AuditHead.seq, AuditHead.mac).where(AuditHead.id == 1)).one()
             if now - row.updated_at < interval or row.seq == head_row.seq:
