@@ -24,33 +24,34 @@ if TYPE_CHECKING:
 EVENT = "audit.anchor"
 
 
-def maybe_anchor(app: Appliance, interval: float, clock: Callable[[], float] = time.time) -> int | None:
-    """Append an anchor when the last one is older than ``interval`` seconds and the
-    log moved since; returns the anchor's seq, or None when none was due. The first
-    call only starts the clock: the first anchor comes one interval later.
-    ``clock`` is wall time (nodes compare it), not the appliance's clock."""
+def maybe_anchor(app: Appliance, interval: float, started: float, clock: Callable[[], float] = time.time) -> int | None:
+    """Append an anchor when the last one (or, before the first, ``started``: when
+    this process's task began) is older than ``interval`` seconds and the log moved
+    since; returns the anchor's seq, or None when none was due. ``clock`` is wall
+    time (nodes compare it), not the appliance's clock."""
+
+    def due(row: AuditCursor | None, head: int, now: float) -> bool:
+        last = row.updated_at if row is not None else started
+        return now - last >= interval and (row is None or row.seq != head)
+
     with app.db.read() as db:
         row = cursors.get(db, cursors.ANCHOR)
         head = db.execute(select(AuditHead.seq).where(AuditHead.id == 1)).scalar_one_or_none()
-        if head is None or (row is not None and (clock() - row.updated_at < interval or row.seq == head)):
+        if head is None or not due(row, head, clock()):
             return None
     try:
-        if row is None:  # no token session needed to start the clock
-            with app.db.write() as db:
-                if cursors.locked(db, cursors.ANCHOR) is None:
-                    db.add(AuditCursor(name=cursors.ANCHOR, seq=0, updated_at=clock(), last_error=None))
-            return None
         with app.keystore.work() as work, app.db.write() as db:
             row = cursors.locked(db, cursors.ANCHOR)
             now = clock()
-            if row is None:
-                return None
             head_row = db.execute(select(AuditHead.seq, AuditHead.mac).where(AuditHead.id == 1)).one()
-            if now - row.updated_at < interval or row.seq == head_row.seq:
+            if not due(row, head_row.seq, now):
                 return None
             app.audit.append(db, work, EVENT, head_seq=head_row.seq, head_mac=head_row.mac)
             seq = int(head_row.seq) + 1
-            row.seq, row.updated_at = seq, now
+            if row is None:
+                db.add(AuditCursor(name=cursors.ANCHOR, seq=seq, updated_at=now, last_error=None))
+            else:
+                row.seq, row.updated_at = seq, now
             return seq
-    except IntegrityError:  # another node inserted the anchor row at the same moment
+    except IntegrityError:  # another node inserted the first anchor row at the same moment (and anchored)
         return None

@@ -38,6 +38,7 @@ class AuditTask:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._backoff = 0.0
+        self.started = time.time()
 
     def start(self) -> None:
         if self._thread is None:
@@ -61,7 +62,7 @@ class AuditTask:
         interval = self.app.settings.audit.anchor_interval_seconds
         try:
             if interval > 0:
-                maybe_anchor(self.app, interval)
+                maybe_anchor(self.app, interval, self.started)
             if self.forwarder is not None:
                 self.forwarder.catch_up(lambda: not self._stop.is_set())
             self._backoff = 0.0

@@ -109,18 +109,19 @@ def test_anchor_at_most_once_per_interval_and_only_when_the_log_moved(app):
     def clock():
         return now[0]
 
+    started = now[0]
     _append(app, 2)
-    assert maybe_anchor(app, 3600, clock) is None  # the first call starts the clock
+    assert maybe_anchor(app, 3600, started, clock) is None
     now[0] += 3599
-    assert maybe_anchor(app, 3600, clock) is None
+    assert maybe_anchor(app, 3600, started, clock) is None
     now[0] += 2
-    seq = maybe_anchor(app, 3600, clock)
+    seq = maybe_anchor(app, 3600, started, clock)
     assert seq == 4
     now[0] += 4000
-    assert maybe_anchor(app, 3600, clock) is None  # nothing new since the anchor
+    assert maybe_anchor(app, 3600, started, clock) is None  # nothing new since the anchor
     _append(app, 1)
-    assert maybe_anchor(app, 3600, clock) == 6  # due, and the log moved
-    assert maybe_anchor(app, 3600, clock) is None
+    assert maybe_anchor(app, 3600, started, clock) == 6  # due, and the log moved
+    assert maybe_anchor(app, 3600, started, clock) is None
     records = _records(app)
     anchor = next(r for r in records if r["event"] == "audit.anchor")
     details = json.loads(anchor["details"])
