@@ -61,6 +61,13 @@ class Forwarder:
         with self.database.write() as db:
             return cursors.take_lease(db, self.holder, self.clock())
 
+    def pending(self) -> int:
+        """Entries after the cursor (a read only)."""
+        with self.database.read() as db:
+            row = cursors.get(db, cursors.FORWARD)
+            head = db.execute(select(AuditHead.seq).where(AuditHead.id == 1)).scalar_one_or_none() or 0
+        return max(int(head) - (row.seq if row is not None else 0), 0)
+
     def step(self) -> int:
         """Send the next batch after the cursor; the number sent (0: caught up).
         Raises SendFailed after recording the error in the cursor row."""
@@ -92,6 +99,8 @@ class Forwarder:
     def catch_up(self, keep_going: Callable[[], bool]) -> int:
         """Send batches until caught up (renewing the lease between them)."""
         total = 0
+        if self.pending() == 0:
+            return 0  # nothing to send: no write, no lease taken
         while keep_going() and self.lease():
             sent = self.step()
             total += sent
