@@ -75,6 +75,8 @@ class AuditLog:
         self.database = database
         self.clock = clock
         self.deployment = deployment
+        # Called with each appended event's name (metrics count appends, logins, lockouts).
+        self.observers: list[Callable[[str], None]] = []
 
     def ensure_genesis(self) -> bool:
         """Write entry 1 (``audit.genesis``) if this deployment's log never had one,
@@ -168,6 +170,8 @@ class AuditLog:
         }
         conn.execute(_INSERT_ENTRY, entry)
         conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_mac": mac, "new_head_mac": head_mac(work, deployment, seq, mac)})
+        for observer in self.observers:
+            observer(event)
 
 
 def _legacy_head_ok(conn: Any, seq: int, mac: str) -> bool:
@@ -196,19 +200,28 @@ class VerifyResult:
     reason: str | None = None
 
 
-def verify(db: Session, work: Work, recorded_head: str | None = None, deployment: str | None = None) -> VerifyResult:
+def verify(
+    db: Session, work: Work, recorded_head: str | None = None, deployment: str | None = None, since: int = 1
+) -> VerifyResult:
     """Recompute the chain. ``recorded_head`` is a head MAC recorded outside the
     appliance earlier: it must still be in the chain, or entries were cut from
     the end together with a rollback of the head row (which the head's MAC alone
     cannot tell from an older genuine head).
 
     With ``deployment``, the head row must exist and carry a valid MAC, and a log
-    whose genesis was recorded in the token must not be empty."""
+    whose genesis was recorded in the token must not be empty.
+
+    With ``since``, the chain is checked from that entry to the head: the entry's
+    own ``prev_mac`` is the anchor, trusted only because the entry's MAC (which
+    covers it) is recomputed and checked like every other."""
     seen_recorded = recorded_head is None
     prev_mac = GENESIS
-    expected_seq = 1
+    expected_seq = since
     checked = 0
-    for entry in db.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars():
+    query = select(AuditEntry).where(AuditEntry.seq >= since).order_by(AuditEntry.seq)
+    for entry in db.execute(query).scalars():
+        if expected_seq == since and since > 1:
+            prev_mac = entry.prev_mac  # checked below with the entry's MAC
         if entry.seq != expected_seq:
             return VerifyResult(
                 False, checked, prev_mac, expected_seq, f"entry {expected_seq} is missing (next present is {entry.seq})"
@@ -244,7 +257,7 @@ def verify(db: Session, work: Work, recorded_head: str | None = None, deployment
         checked += 1
     head = db.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one_or_none()
     if deployment is not None:
-        if checked == 0 and state.has_marker(work, genesis_marker(deployment)):
+        if since == 1 and checked == 0 and state.has_marker(work, genesis_marker(deployment)):
             return VerifyResult(
                 False, 0, prev_mac, 1, "the log is empty but its genesis entry was written: entries were deleted"
             )
@@ -259,13 +272,18 @@ def verify(db: Session, work: Work, recorded_head: str | None = None, deployment
             and (head.head_mac is not None or state.has_marker(work, genesis_marker(deployment)))
         ):
             return VerifyResult(False, checked, prev_mac, head.seq, "the head row was modified (MAC mismatch)")
-    if head is not None and (head.seq != checked or head.mac != prev_mac):
+    last = since - 1 + checked
+    if head is not None and since > 1 and checked == 0 and head.seq >= since:
+        return VerifyResult(False, 0, prev_mac, since, f"entry {since} is missing")
+    if head is not None and since > 1 and head.seq < since:
+        return VerifyResult(False, 0, prev_mac, since, f"there is no entry {since}: the log ends at {head.seq}")
+    if head is not None and (head.seq != last or (head.mac != prev_mac and (checked or since == 1))):
         return VerifyResult(
             False,
             checked,
             prev_mac,
-            checked + 1 if head.seq > checked else head.seq,
-            f"the log ends at entry {checked} but its head says {head.seq}: entries were removed from the end",
+            last + 1 if head.seq > last else head.seq,
+            f"the log ends at entry {last} but its head says {head.seq}: entries were removed from the end",
         )
     if not seen_recorded:
         return VerifyResult(

@@ -41,6 +41,9 @@ class ServerSettings:
     # Requests doing appliance work at once per process (see web/deps.py serialized).
     concurrent_operations: int = 1
     log_file: str | None = None
+    # "text" (human) or "json" (one object per line: time, level, logger, message,
+    # request id, route, status, duration, user id).
+    log_format: str = "text"
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,37 @@ class UiSettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    # Where every audit entry is sent as it is appended: "syslog+tcp://host:port",
+    # "syslog+udp://host:port" or "syslog+tls://host:port" (None: not forwarded).
+    forward: str | None = None
+    # CA bundle that signs the syslog+tls receiver's certificate (system CAs if unset).
+    ca_file: str | None = None
+    # Entries per forwarding batch (the cursor moves after each batch is sent).
+    forward_batch: int = 200
+    # Seconds between `audit.anchor` entries recording the head in the log (0: none).
+    anchor_interval_seconds: int = 3600
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    # File holding the bearer token that may scrape /metrics from a non-loopback
+    # peer (None: loopback only). Never on the command line.
+    token_file: str | None = None
+
+    def token(self) -> str | None:
+        if self.token_file is None:
+            return None
+        try:
+            value = Path(self.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"[metrics] token_file: cannot read {self.token_file}: {exc.strerror}") from None
+        if len(value) < 16:
+            raise ConfigError("[metrics] token_file must hold a token of at least 16 characters")
+        return value
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path | None
     data_dir: Path
@@ -89,6 +123,8 @@ class Settings:
     crypto: CryptoSettings = field(default_factory=CryptoSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     ui: UiSettings = field(default_factory=UiSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
 
 def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
@@ -99,7 +135,7 @@ def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 # Numeric settings that may be 0 (every other one must be at least 1).
-_MAY_BE_ZERO = {"cache_entries", "password_min_score", "user_key_max_age_days"}
+_MAY_BE_ZERO = {"cache_entries", "password_min_score", "user_key_max_age_days", "anchor_interval_seconds"}
 
 
 def _check_number(section: str, name: str, default: Any, value: Any) -> None:
@@ -144,6 +180,8 @@ def _check_server(server: ServerSettings) -> ServerSettings:
             ipaddress.ip_address(entry)
         except ValueError:
             raise ConfigError(f'[server] trusted_proxies: {entry!r} is neither "unix" nor an IP address') from None
+    if server.log_format not in ("text", "json"):
+        raise ConfigError('[server] log_format must be "text" or "json"')
     if server.unix_socket is not None and (not isinstance(server.unix_socket, str) or not server.unix_socket):
         raise ConfigError("[server] unix_socket must be a path")
     return server
@@ -189,4 +227,19 @@ def from_mapping(raw: dict[str, Any], path: Path | None = None) -> Settings:
         crypto=crypto,
         security=_build(SecuritySettings, _section(raw, "security"), "security"),
         ui=_build(UiSettings, _section(raw, "ui"), "ui"),
+        audit=_check_audit(_build(AuditSettings, _section(raw, "audit"), "audit")),
+        metrics=_build(MetricsSettings, _section(raw, "metrics"), "metrics"),
     )
+
+
+def _check_audit(audit: AuditSettings) -> AuditSettings:
+    if audit.forward is not None:
+        from appliance.auditops.destination import DestinationError, parse_destination
+
+        try:
+            parse_destination(audit.forward)
+        except DestinationError as exc:
+            raise ConfigError(f"[audit] forward: {exc}") from None
+    if audit.ca_file is not None and not isinstance(audit.ca_file, str):
+        raise ConfigError("[audit] ca_file must be a path")
+    return audit

@@ -3,6 +3,7 @@ database and counts, as one structure (the CLI prints it as tables or JSON)."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -97,6 +98,34 @@ def report(app: Appliance) -> dict[str, Any]:
             "head": schema.head_revision(),
         },
         "counts": counts,
+        "audit": audit_report(app),
+    }
+
+
+def audit_report(app: Appliance) -> dict[str, Any]:
+    """Forwarding (destination, cursor, lag, last error) and the last anchor entry."""
+    from appliance.auditops import cursors
+    from appliance.auditops.forward import state
+
+    now = time.time()
+    fwd = state(app.db, app.settings.audit.forward, now)
+    with app.db.read() as db:
+        anchor = cursors.get(db, cursors.ANCHOR)
+        anchor_info = (
+            {"seq": anchor.seq, "age_seconds": round(now - anchor.updated_at, 1)}
+            if anchor is not None and anchor.seq > 0
+            else None
+        )
+    return {
+        "head_seq": fwd.head,
+        "forward": {
+            "destination": fwd.destination,
+            "cursor": fwd.cursor,
+            "lag_entries": fwd.lag,
+            "oldest_unsent_age_seconds": None if fwd.oldest_unsent_age is None else round(fwd.oldest_unsent_age, 1),
+            "last_error": fwd.last_error,
+        },
+        "last_anchor": anchor_info,
     }
 
 
@@ -128,4 +157,25 @@ def collect(app: Appliance) -> list[str]:
         f"counts:        users {c['users']}, vaults {c['vaults']}, memberships {c['memberships']}, "
         f"items {c['items']}, sessions {c['sessions']}, audit entries {c['audit_entries']}"
     )
+    lines.extend(f"{k + ':':<15}{v}" for k, v in audit_lines(r["audit"]))
     return lines
+
+
+def audit_lines(audit: dict[str, Any]) -> list[tuple[str, str]]:
+    """Forwarding and anchors as (setting, value) pairs."""
+    fwd = audit["forward"]
+    rows = [("head", f"entry {audit['head_seq']}")]
+    if fwd["destination"] is None:
+        rows.append(("forwarding", "off ([audit] forward not set)"))
+    else:
+        age = fwd["oldest_unsent_age_seconds"]
+        lag = f"{fwd['lag_entries']} entries" + (f", oldest unsent {age:.0f} s ago" if age is not None else "")
+        rows += [
+            ("forwarding to", fwd["destination"]),
+            ("forwarded up to", f"entry {fwd['cursor']}"),
+            ("forwarding lag", lag),
+            ("last error", fwd["last_error"] or "none"),
+        ]
+    anchor = audit["last_anchor"]
+    rows.append(("last anchor", f"entry {anchor['seq']}, {anchor['age_seconds']:.0f} s ago" if anchor else "none yet"))
+    return rows

@@ -139,20 +139,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from appliance.audit import verify
+    from cli import audit_cmd
 
     app = _appliance(args)
     try:
-        with app.keystore.work() as work, app.db.read() as db:
-            result = verify(db, work, args.head, app.integrity.deployment())
+        return audit_cmd.run(app, args)
     finally:
         app.close()
-    if result.ok:
-        print(f"audit log OK: {result.checked} entries, head MAC {result.head_mac}")
-        return EXIT_OK
-    print(f"audit log BROKEN at entry {result.first_bad_seq}: {result.reason}", file=sys.stderr)
-    print(f"{result.checked} entries verified before it", file=sys.stderr)
-    return EXIT_FAILED
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -299,13 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("audit", parents=[common], help="audit trail")
-    asub = p.add_subparsers(dest="audit_cmd", required=True)
-    q = asub.add_parser(
-        "verify", parents=[common], help="verify the HMAC chain; non-zero exit names the first bad entry"
-    )
-    q.add_argument("--head", help="a head MAC recorded earlier (e.g. in the SIEM): it must still be in the log")
-    p.set_defaults(func=cmd_audit)
+    from cli import audit_cmd
+
+    audit_cmd.add_parsers(sub, common, cmd_audit)
 
     p = sub.add_parser("keys", parents=[common], help="HSM root keys")
     ksub = p.add_subparsers(dest="keys_cmd", required=True)

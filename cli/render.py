@@ -54,6 +54,10 @@ def status_tables(report: dict[str, Any]) -> str:
     if roots:
         parts.append(table(("ROOT", "LABEL", "VERSION", "CURRENT", "SEALED BLOBS"), roots))
     parts.append(table(("RECORDS", "COUNT"), [(k.replace("_", " "), v) for k, v in report["counts"].items()]))
+    if "audit" in report:
+        from appliance.status import audit_lines
+
+        parts.append(table(("AUDIT", "VALUE"), audit_lines(report["audit"])))
     return "\n\n".join(parts)
 
 

@@ -30,6 +30,7 @@ from hsm.config import HsmConfig
 from hsm.envelope import Algorithm, Envelope
 from hsm.errors import DecryptionFailed, KeyNotFound, RootKeyMissing
 from hsm.labels import RootKind, label_for, parse_label
+from hsm.observe import observed
 from hsm.pool import SessionPool
 
 GCM_NONCE_BYTES = 12
@@ -299,6 +300,7 @@ class Work:
 
     # -- MACs -------------------------------------------------------------------
 
+    @observed("mac")
     def mac(self, kind: RootKind, data: bytes, label: str | None = None) -> tuple[str, bytes]:
         """HMAC-SHA256 under a root MAC key (the newest version unless ``label``)."""
         if kind in (RootKind.KEK, RootKind.UKW):
@@ -311,10 +313,12 @@ class Work:
 
     # -- sealing under the KEK (outer layer of everything kept at rest) ----------
 
+    @observed("seal")
     def seal(self, plaintext: bytes, context: bytes) -> bytes:
         label = self.current_label(RootKind.KEK)
         return self._gcm_encrypt(self.root(label), label, plaintext, context)
 
+    @observed("unseal")
     def unseal(self, blob: bytes, context: bytes) -> bytes:
         envelope = Envelope.decode(blob)
         parsed = parse_label(envelope.key_ref)
@@ -362,9 +366,11 @@ class Work:
         except _OPEN_FAILURES as exc:
             raise DecryptionFailed() from exc
 
+    @observed("encrypt_field")
     def encrypt_field(self, data_key: Any, plaintext: bytes, context: bytes) -> bytes:
         return self._gcm_encrypt(data_key, "data", plaintext, context)
 
+    @observed("decrypt_field")
     def decrypt_field(self, data_key: Any, blob: bytes, context: bytes) -> bytes:
         envelope = Envelope.decode(blob)
         if envelope.algorithm is not Algorithm.AES_256_GCM:
@@ -373,11 +379,13 @@ class Work:
 
     # -- user key pairs (hsm/private_keys.py) -------------------------------------
 
+    @observed("generate_keypair")
     def generate_user_keypair(self, bits: int, inner_key: bytes, context: bytes) -> tuple[bytes, bytes]:
         from hsm import private_keys
 
         return private_keys.generate(self, bits, inner_key, context)
 
+    @observed("rewrap_private_key")
     def rewrap_private_key(
         self,
         blob: bytes,
@@ -391,6 +399,7 @@ class Work:
 
         return private_keys.rewrap(self, blob, context, old_inner_key, new_inner_key, new_context, new_key_ref)
 
+    @observed("open_private_key")
     def open_private_key(self, blob: bytes, context: bytes, inner_key: bytes) -> Any:
         from hsm import private_keys
 
@@ -403,6 +412,7 @@ class Work:
 
     # -- data keys (vault keys) -------------------------------------------------
 
+    @observed("new_data_key")
     def new_data_key(self) -> Any:
         return self._temp(
             self.session.generate_key(
@@ -415,6 +425,7 @@ class Work:
             )
         )
 
+    @observed("wrap_for_public_key")
     def wrap_for_public_key(self, data_key: Any, public_der: bytes) -> bytes:
         """Wrap a data key to a member's RSA public key with RSA-OAEP."""
         attrs = decode_rsa_public_key(public_der)
@@ -428,6 +439,7 @@ class Work:
         body = public.wrap_key(data_key, mechanism=Mechanism.RSA_PKCS_OAEP, mechanism_param=(hash_mech, mgf, None))
         return Envelope(algorithm, MEMBER_KEY_REF, b"", bytes(body)).encode()
 
+    @observed("unwrap_with_private_key")
     def unwrap_with_private_key(self, private_key: Any, blob: bytes, extractable: bool = False) -> Any:
         """Unwrap a data key into the token. Not extractable unless the caller must
         wrap it again (for a new member); never readable (sensitive) either way."""

@@ -274,5 +274,9 @@ class SessionPool:
         """Work sessions this process holds open (the anchor not counted)."""
         return self._open_count
 
+    def sessions_in_use(self) -> int:
+        """Work sessions lent to a thread right now (metrics)."""
+        return self._lent
+
 
 __all__ = ["SessionPool", "translate"]

@@ -10,16 +10,19 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.routes import HTTPRoute
 
+from appliance.auditops import AuditTask
 from appliance.core import Appliance
 from web.controllers.auth import AuthController
 from web.controllers.health import healthz
 from web.controllers.items import ItemsController
 from web.controllers.me_sessions import MySessionsController
+from web.controllers.metrics import metrics
 from web.controllers.users import UsersController
 from web.controllers.vaults import VaultsController
 from web.deps import appliance as appliance_dep
 from web.gate import FairGate
 from web.jsonbody import JsonRequest
+from web.observability import RequestObserver, install
 from web.openapi import openapi_config
 from web.ui import HANDLERS, routers, template_config
 
@@ -94,9 +97,15 @@ async def _options_allow(message: Any, scope: Any) -> None:
 
 
 def create_app(appliance: Appliance) -> Litestar:
+    # Audit forwarding and hourly anchors, off the request path (one per process;
+    # a lease in the database lets only one of them send).
+    audit_task = AuditTask(appliance)
+    watch = install(appliance)
+    observer = RequestObserver(watch)
     app = Litestar(
         route_handlers=[
             healthz,
+            metrics,
             AuthController,
             UsersController,
             VaultsController,
@@ -111,13 +120,18 @@ def create_app(appliance: Appliance) -> Litestar:
             {
                 "appliance": appliance,
                 "work_gate": FairGate(appliance.settings.server.concurrent_operations),
+                "audit_task": audit_task,
+                "pool_watch": watch,
+                "metrics_token": appliance.settings.metrics.token(),
             }
         ),
         request_class=JsonRequest,
         request_max_body_size=appliance.settings.server.max_body_bytes,
         openapi_config=openapi_config(),
-        before_send=[_security_headers, _options_allow],
-        on_shutdown=[appliance.close],
+        middleware=[observer.middleware],
+        before_send=[_security_headers, _options_allow, observer.unmatched],
+        on_startup=[audit_task.start],
+        on_shutdown=[audit_task.stop, appliance.close],
         logging_config=None,
         debug=False,
     )

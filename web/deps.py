@@ -18,6 +18,7 @@ from appliance.core import Appliance
 from appliance.errors import ServiceUnavailable, Unauthorized
 from appliance.sessions import Principal
 from web.gate import FairGate
+from web.observability import set_user
 
 T = TypeVar("T")
 
@@ -73,7 +74,9 @@ def principal(request: Request[Any, Any, State]) -> Principal:
     if scheme.lower() != "bearer" or not value:
         raise Unauthorized("send the session token as `Authorization: Bearer <token>`")
     app: Appliance = request.app.state.appliance
-    return app.sessions.authenticate(value, client_addr(request))
+    found = app.sessions.authenticate(value, client_addr(request))
+    set_user(found.user_id)
+    return found
 
 
 def iso(ts: float) -> str:

@@ -20,12 +20,20 @@ from appliance.config import ConfigError, Settings
 from appliance.core import Appliance
 from appliance.errors import DatabaseUnavailable
 from web.app import create_app
+from web.observability import prepare_multiprocess
 
 
 def _configure_logging(settings: Settings) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if settings.server.log_file:
         handlers.append(logging.FileHandler(settings.server.log_file))
+    if settings.server.log_format == "json":
+        from web.observability import jsonlog
+
+        jsonlog.configure(handlers)
+        return
+    # Text logs keep uvicorn's access line; coffre.access is the JSON one.
+    logging.getLogger("coffre.access").disabled = True
     logging.basicConfig(
         level=logging.INFO, handlers=handlers, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
@@ -107,6 +115,7 @@ def serve(
             "run `coffre init --config FILE` first"
         )
     os.environ[config_mod.CONFIG_ENV] = str(settings.path)
+    prepare_multiprocess(settings.data_dir, workers)
     if settings.hsm.softhsm_conf:
         os.environ["SOFTHSM2_CONF"] = settings.hsm.softhsm_conf
     path = unix_socket or (None if host or port else settings.server.unix_socket)

@@ -16,6 +16,7 @@ from appliance.core import Appliance
 from appliance.errors import Forbidden, Unauthorized
 from appliance.sessions import Principal
 from web.deps import client_addr
+from web.observability import set_user
 
 SESSION_COOKIE = "__Host-coffre_session"
 TICKET_COOKIE = "__Host-coffre_login"
@@ -59,6 +60,7 @@ def caller(request: Request[Any, Any, Any]) -> Principal:
         raise Unauthorized("not logged in")
     principal = appliance_of(request).sessions.authenticate(token, client_addr(request))
     request.scope["coffre_principal"] = principal  # type: ignore[typeddict-unknown-key]
+    set_user(principal.user_id)
     return principal
 
 
