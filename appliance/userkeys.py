@@ -34,6 +34,7 @@ from appliance.integrity import MEMBER, USER, BrokenRow, Domain, audits_integrit
 from appliance.models import Session as SessionRow
 from appliance.models import User, VaultMember
 from appliance.passwords import check_pin_format
+from appliance.pin_policy import check_pin_policy
 from appliance.sessions import Principal, session_context, user_key_context
 from hsm.errors import DecryptionFailed
 from hsm.keystore import Work
@@ -147,6 +148,7 @@ class UserKeys:
         current PIN counts as a wrong PIN at unlock (a stolen session cannot guess)."""
         check_pin_format(current_pin)
         check_pin_format(new_pin)
+        check_pin_policy(new_pin)
         with self.app.keystore.work() as work, self.app.db.read() as db:
             user = self.app.accounts.checked_user(db, work, principal.user_id, principal.user_id)
         if user is None or user.status != "active":

@@ -46,6 +46,9 @@ class UnlockIn(In):
 class UnlockOut(msgspec.Struct):
     token: str
     expires_at: str
+    pin_weak: bool = False
+    """True when the PIN (set before the PIN policy) is one the policy now refuses:
+    the client should suggest a change (POST /api/v1/me/pin). Nothing is stored."""
 
 
 class MeOut(msgspec.Struct):
@@ -66,6 +69,9 @@ class SessionOut(msgspec.Struct):
 class PasswordChangeIn(In):
     current_password: str
     new_password: str
+    end_other_sessions: bool = True
+    """True (the default): the account's other sessions end. The session making
+    the change stays open either way."""
 
 
 class PinChangeIn(In):

@@ -11,6 +11,7 @@ from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from appliance.core import Appliance
+from appliance.pin_policy import pin_weakness
 from web import schemas
 from web.deps import client_addr, iso, principal, serialized
 
@@ -47,7 +48,7 @@ class AuthController(Controller):
         data: JSONBody[schemas.UnlockIn],
     ) -> schemas.UnlockOut:
         token, expires = appliance.accounts.unlock(data.login_ticket, data.pin, client_addr(request))
-        return schemas.UnlockOut(token=token, expires_at=iso(expires))
+        return schemas.UnlockOut(token=token, expires_at=iso(expires), pin_weak=pin_weakness(data.pin) is not None)
 
     @post(
         "/auth/logout",
@@ -72,8 +73,13 @@ class AuthController(Controller):
         request: Request[Any, Any, State],
         data: JSONBody[schemas.PasswordChangeIn],
     ) -> None:
-        caller = principal(request)
-        appliance.accounts.change_password(caller, data.current_password, data.new_password)
+        """This session stays open; the account's other sessions end unless
+        ``end_other_sessions`` is false."""
+        with serialized(request):
+            caller = principal(request)
+            appliance.accounts.change_password(
+                caller, data.current_password, data.new_password, data.end_other_sessions
+            )
 
     @post(
         "/me/pin",

@@ -11,6 +11,7 @@ from litestar.response import File, Redirect, Response, Template
 
 from appliance.errors import AppError, ClientError, ValidationFailed
 from appliance.passwords import check_password_strength
+from appliance.pin_policy import pin_weakness
 from web.deps import client_addr
 from web.ui import i18n
 from web.ui.forms import Form, local_path, text
@@ -79,7 +80,10 @@ class AuthPages(Controller):
             )
         if previous is not None:  # a shared computer: the last person's session ends here
             app.accounts.logout(previous)
-        return see_other("/vaults", cookies=[cookie(SESSION_COOKIE, token), expired(TICKET_COOKIE)])
+        cookies = [cookie(SESSION_COOKIE, token), expired(TICKET_COOKIE)]
+        if pin_weakness(text(data, "pin", 64)) is not None:  # set before the PIN policy: suggest a change
+            return see_other("/account#pin-h", "pin_weak", cookies=cookies)
+        return see_other("/vaults", cookies=cookies)
 
     @post("/logout", status_code=200, sync_to_thread=True)
     def logout(self, request: Request[Any, Any, Any]) -> Redirect:

@@ -27,6 +27,16 @@ KNOWN = {
     "invalid or expired login ticket": N_("The login step expired. Enter your email and password again."),
     "invalid or expired session": N_("Your session has ended. Log in again."),
     "PIN must be exactly 6 digits": N_("The PIN must be exactly 6 digits."),
+    "choose another PIN: the PIN is one digit repeated": N_("Choose another PIN: this one is one digit repeated."),
+    "choose another PIN: the PIN is a run of consecutive digits": N_(
+        "Choose another PIN: this one is a run of consecutive digits."
+    ),
+    "choose another PIN: the PIN repeats its first digits": N_(
+        "Choose another PIN: this one repeats its first digits."
+    ),
+    "choose another PIN: the PIN is among the most common PINs people choose": N_(
+        "Choose another PIN: this one is among the most common PINs people choose."
+    ),
     "not a valid e-mail address": N_("This is not a valid email address."),
     "password must be at most 1024 characters long": N_("The password must be at most 1024 characters long."),
     "name must be 1 to 200 characters": N_("The name must be 1 to 200 characters long."),
@@ -130,11 +140,13 @@ FLASH = {
     "member_changed": N_("Role changed."),
     "member_removed": N_("Member removed; the vault key was rotated."),
     "enrolled": N_("Your account is ready. Log in with your password and PIN."),
-    "password_changed": N_("Password changed. Log in again with the new one."),
+    "password_changed": N_("Password changed. Use the new one at your next login."),
     "password_reset": N_("Your new password is set. Log in with it and your PIN."),
     "logged_out": N_("You are logged out."),
     "session_ended": N_("Your session has ended. Log in again."),
     "session_revoked": N_("Session revoked."),
+    "pin_changed": N_("PIN changed. Your other sessions were closed."),
+    "pin_weak": N_("Your PIN is easy to guess. Choose a new one below."),
     "user_unlock": N_("User unlocked."),
     "user_disable": N_("User disabled; their sessions were closed."),
     "user_enable": N_("User enabled."),
