@@ -12,6 +12,7 @@ from appliance.db import Database
 from appliance.integrity import Integrity
 from appliance.items import Items
 from appliance.login import Login
+from appliance.offboarding import Offboarding
 from appliance.passwords import PasswordHasher
 from appliance.ratelimit import RateLimiter
 from appliance.sessions import Sessions
@@ -36,6 +37,7 @@ class Appliance:
         self.userkeys = UserKeys(self)
         self.vaults = Vaults(self)
         self.items = Items(self)
+        self.offboarding = Offboarding(self)
 
     def health(self) -> None:
         """Raise DatabaseUnavailable or HsmUnavailable when either does not answer."""

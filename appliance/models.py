@@ -211,3 +211,15 @@ class RateLimitHit(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(128))
     ts: Mapped[float] = mapped_column(Float)
+
+
+class VaultRotationDue(Base):
+    """A vault whose key must rotate at the next action of one of its administrators:
+    a deleted user's membership was removed by someone who could not open the vault
+    (appliance/offboarding.py)."""
+
+    __tablename__ = "vault_rotations_due"
+
+    vault_id: Mapped[str] = mapped_column(ForeignKey("vaults.id", ondelete="CASCADE"), primary_key=True)
+    since: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(64))

@@ -45,6 +45,7 @@ ERRORS: dict[str, tuple[bool, tuple[int, ...]]] = {
     "enableUser": (True, (403, 404, 409)),
     "resetUserPassword": (True, (403, 404, 409)),
     "rotateUserKey": (True, (403, 404)),
+    "deleteUser": (True, (403, 404, 409, 422)),
     "createVault": (True, (422,)),
     "listVaults": (True, ()),
     "getVault": (True, (404,)),

@@ -104,6 +104,18 @@ class UserOut(msgspec.Struct):
     locked: bool
 
 
+class DeletionOut(msgspec.Struct):
+    """A deleted user: from how many vaults, how many vault keys rotated now and how
+    many at the next action of one of their administrators, how many transferred."""
+
+    id: str
+    email: str
+    vaults: int
+    rotated: int
+    rotation_deferred: int
+    transferred: int
+
+
 class ResetOut(msgspec.Struct):
     reset_token: str
 

@@ -281,3 +281,15 @@ def test_integrity_check_and_repair_commands(lab):
     repaired = run_cli(lab, "integrity", "repair", "--trust-database")
     assert repaired.returncode == 0 and "re-anchored" in repaired.stdout
     assert run_cli(lab, "audit", "verify").returncode == 0
+
+
+def test_user_delete_is_final_and_the_address_can_be_invited_again(lab):
+    assert run_cli(lab, "user", "invite", "leaver@example.com").returncode == 0
+    result = run_cli(lab, "user", "delete", "leaver@example.com")
+    assert result.returncode == 0, result.stderr
+    assert "deleted leaver@example.com" in result.stdout and "for good" in result.stdout
+    assert "leaver@example.com" not in run_cli(lab, "user", "list").stdout
+    again = run_cli(lab, "user", "delete", "leaver@example.com")
+    assert again.returncode == 1 and "no user with this e-mail address" in again.stderr
+    assert run_cli(lab, "user", "invite", "leaver@example.com").returncode == 0
+    assert run_cli(lab, "audit", "verify").returncode == 0

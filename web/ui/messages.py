@@ -45,6 +45,7 @@ KNOWN = {
     "title must not be empty": N_("The title is required."),
     "a user with this e-mail address already exists": N_("A user with this email address already exists."),
     "administrators cannot disable their own account": N_("Administrators cannot disable their own account."),
+    "administrators cannot delete their own account": N_("Administrators cannot delete their own account."),
     "only enrolled, enabled users can have their password reset": N_(
         "Only enrolled, enabled users can have their password reset."
     ),
@@ -112,6 +113,17 @@ PATTERNS: list[tuple[re.Pattern[str], str]] = [
         ),
     ),
     (re.compile(r"^(?P<what>\w+) must be a date \(YYYY-MM-DD\)$"), N_("Dates are written YYYY-MM-DD.")),
+    (
+        re.compile(r"^the user is the last administrator of a vault; name someone to transfer it to"),
+        N_("They are the last administrator of a vault: name someone to transfer their vaults to."),
+    ),
+    (
+        re.compile(r"^the transfer target must already be a member"),
+        N_(
+            "The person you named must already be a member of each vault they administer alone "
+            "(or you must be a member of it)."
+        ),
+    ),
 ]
 
 GENERIC = {
@@ -150,6 +162,7 @@ FLASH = {
     "user_unlock": N_("User unlocked."),
     "user_disable": N_("User disabled; their sessions were closed."),
     "user_enable": N_("User enabled."),
+    "user_delete": N_("User deleted for good."),
     "locked": N_("The page was locked after a period of inactivity. Log in again."),
 }
 
