@@ -180,6 +180,7 @@ class Accounts:
                     row.enrolled_at = now
                     row.key_generation = 1
                     row.key_created_at = now
+                self.app.recovery.escrow(db, work, row, pin_key)
                 self.app.audit.append(
                     db, work, "user.enrolled", actor=row.id, target=row.id, client_addr=client_addr, key_bits=bits
                 )

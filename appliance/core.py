@@ -15,6 +15,7 @@ from appliance.login import Login
 from appliance.offboarding import Offboarding
 from appliance.passwords import PasswordHasher
 from appliance.ratelimit import RateLimiter
+from appliance.recovery import Recovery, RecoveryRequests
 from appliance.sessions import Sessions
 from appliance.userkeys import UserKeys
 from appliance.vaults import Vaults
@@ -38,6 +39,8 @@ class Appliance:
         self.vaults = Vaults(self)
         self.items = Items(self)
         self.offboarding = Offboarding(self)
+        self.recovery = Recovery(self)
+        self.recovery_requests = RecoveryRequests(self)
 
     def health(self) -> None:
         """Raise DatabaseUnavailable or HsmUnavailable when either does not answer."""

@@ -108,6 +108,7 @@ class UserKeys:
             row.key_generation = (row.key_generation or 0) + 1
             row.key_created_at = self.app.clock()
             row.key_rotation_due = False
+        self.app.recovery.escrow(db, work, user, new_inner)
         self.app.audit.append(
             db,
             work,

@@ -80,8 +80,12 @@ class PinChangeIn(In):
 
 
 class PasswordResetIn(In):
+    """With ``new_pin``: the end of a recovery (the private key is wrapped under the
+    new PIN once M officers' shares are in; 409 until then)."""
+
     token: str
     new_password: str
+    new_pin: str | None = None
 
 
 class UserCreateIn(In):
@@ -213,3 +217,40 @@ class ItemSummaryOut(msgspec.Struct):
 
 class HealthOut(msgspec.Struct):
     status: str
+
+
+class RecoveryOut(msgspec.Struct):
+    enabled: bool
+    threshold: int
+    officers: list[str]
+
+
+class ShareOut(msgspec.Struct):
+    share: str
+
+
+class RecoveryRequestIn(In):
+    email: str
+
+
+class RecoveryRequestCreated(msgspec.Struct):
+    id: str
+    reset_token: str
+
+
+class RecoveryRequestOut(msgspec.Struct):
+    id: str
+    email: str
+    status: str
+    shares_received: int
+    threshold: int
+    expires_at: str
+
+
+class ShareIn(In):
+    share: str
+
+
+class ShareAccepted(msgspec.Struct):
+    shares_received: int
+    threshold: int

@@ -110,7 +110,12 @@ class AuthController(Controller):
         appliance: NamedDependency[Appliance],
         data: JSONBody[schemas.PasswordResetIn],
     ) -> None:
-        appliance.accounts.complete_reset(data.token, data.new_password, client_addr(request))
+        """With ``new_pin``, the end of a recovery: 409 ("waiting for the officers")
+        until M shares are in."""
+        if data.new_pin is not None:
+            appliance.recovery_requests.complete(data.token, data.new_password, data.new_pin, client_addr(request))
+        else:
+            appliance.accounts.complete_reset(data.token, data.new_password, client_addr(request))
 
     @get("/me", operation_id="me", sync_to_thread=True)
     def me(self, appliance: NamedDependency[Appliance], request: Request[Any, Any, State]) -> schemas.MeOut:
