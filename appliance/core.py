@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from appliance.accounts import Accounts
 from appliance.audit import AuditLog
@@ -41,6 +42,11 @@ class Appliance:
         self.offboarding = Offboarding(self)
         self.recovery = Recovery(self)
         self.recovery_requests = RecoveryRequests(self)
+
+    def recovery_rotate(self, shares: list[str], officers: list[str] | None, threshold: int | None) -> Any:
+        from appliance.recovery.rotation import rotate
+
+        return rotate(self, shares, officers, threshold)
 
     def health(self) -> None:
         """Raise DatabaseUnavailable or HsmUnavailable when either does not answer."""

@@ -136,6 +136,16 @@ def cmd_user(args: argparse.Namespace) -> int:
         app.close()
 
 
+def cmd_recovery(args: argparse.Namespace) -> int:
+    from cli.recovery import cmd_recovery as run
+
+    app = _appliance(args)
+    try:
+        return run(args, app)
+    finally:
+        app.close()
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from appliance.status import report
     from cli.render import as_json, status_tables
@@ -294,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     q = isub.add_parser("repair", parents=[common], help="re-MAC every anchored row as it is now (audited)")
     q.add_argument("--trust-database", action="store_true", help="required: the database is known to be untouched")
     p.set_defaults(func=cmd_integrity)
+
+    from cli.recovery import add_parser as add_recovery
+
+    add_recovery(sub, common).set_defaults(func=cmd_recovery)
     return parser
 
 

@@ -59,8 +59,8 @@ def pickup_context(version: int, officer_id: str) -> bytes:
     return f"coffre-recovery-pickup|v{version}|{officer_id}".encode()
 
 
-def escrow_context(user_id: str, version: int, generation: int) -> bytes:
-    return f"coffre-recovery-escrow|v{version}|{user_id}|{generation}".encode()
+def escrow_context(user_id: str, generation: int) -> bytes:
+    return f"coffre-recovery-escrow|{user_id}|{generation}".encode()
 
 
 @dataclass(frozen=True)
@@ -123,26 +123,44 @@ class Recovery:
         emails = [normalize_email(e) for e in officer_emails if e.strip()]
         if len(set(emails)) != len(emails):
             raise ValidationFailed("each officer is named once")
-        if not 2 <= threshold <= len(emails) <= 16:
-            raise ValidationFailed("the threshold must be at least 2 and at most the number of officers (up to 16)")
+        self.check_threshold(threshold, len(emails))
         with self.app.keystore.work() as work:
             with self.app.db.read() as db:
                 if self.config(db, work) is not None:
                     raise Conflict("recovery is already enabled (coffre recovery rotate replaces it)")
                 version = 1 + max((v for (v,) in db.execute(select(RecoveryConfig.version))), default=0)
-                officers = []
-                for email in emails:
-                    user = db.execute(select(User).where(User.email == email)).scalar_one_or_none()
-                    if user is None or user.status != "active" or user.public_key is None:
-                        raise NotFound(f"officers must be enrolled, active users: {email}")
-                    if not public_key_is_bound(work, user.id, user.public_key, user.public_key_mac):
-                        raise IntegrityFailure()
-                    officers.append(user)
-            return self._create(work, officers, threshold, version, actor)
+                officers = self.officer_rows(db, work, emails)
+            return self.create(work, officers, threshold, version, actor)
 
-    def _create(
-        self, work: Work, officers: list[User], threshold: int, version: int, actor: Principal | None
+    @staticmethod
+    def check_threshold(threshold: int, officers: int) -> None:
+        if not 2 <= threshold <= officers <= 16:
+            raise ValidationFailed("the threshold must be at least 2 and at most the number of officers (up to 16)")
+
+    @staticmethod
+    def officer_rows(db: Any, work: Work, emails: list[str]) -> list[User]:
+        officers = []
+        for email in emails:
+            user = db.execute(select(User).where(User.email == email)).scalar_one_or_none()
+            if user is None or user.status != "active" or user.public_key is None:
+                raise NotFound(f"officers must be enrolled, active users: {email}")
+            if not public_key_is_bound(work, user.id, user.public_key, user.public_key_mac):
+                raise IntegrityFailure()
+            officers.append(user)
+        return officers
+
+    def create(
+        self,
+        work: Work,
+        officers: list[User],
+        threshold: int,
+        version: int,
+        actor: Principal | None,
+        escrow_keys: dict[str, Any] | None = None,
     ) -> RecoveryStatus:
+        """A new recovery key pair and shares; with ``escrow_keys`` (user id -> the
+        user's escrow key, extractable, in the token) a rotation: each escrow key is
+        wrapped again to the new public key, in the same transaction."""
         secret = os.urandom(32)
         public_der, private_blob = work.generate_user_keypair(RECOVERY_BITS, secret, config_context(version))
         groups = shamir_mnemonic.generate_mnemonics(1, [(threshold, len(officers))], secret, b"", True, 0)
@@ -183,10 +201,20 @@ class Recovery:
             db.execute(delete(RecoveryPickup).where(RecoveryPickup.version != version))
             db.add(row)
             db.add_all(pickups)
+            rewrapped = 0
+            for escrow in db.execute(select(RecoveryEscrow)).scalars() if escrow_keys is not None else ():
+                key, user = (escrow_keys or {}).get(escrow.user_id), db.get(User, escrow.user_id)
+                if key is None or user is None:
+                    db.delete(escrow)  # re-escrowed at the user's next unlock
+                    continue
+                escrow.version, escrow.wrapped_key = version, work.wrap_for_public_key(key, public_der)
+                escrow.mac = self.escrow_mac(work, escrow, user)
+                rewrapped += 1
             self.app.audit.append(
                 db,
                 work,
-                "recovery.initialized",
+                "recovery.rotated" if escrow_keys is not None else "recovery.initialized",
+                escrows_rewrapped=rewrapped,
                 actor=actor.user_id if actor else "cli",
                 target=str(version),
                 officers=[o.id for o in officers],
@@ -240,7 +268,7 @@ class Recovery:
             return False  # a format 1 blob: escrowed after its rotation
         key = work.new_data_key()
         wrapped = work.wrap_for_public_key(key, cfg.public_key)
-        blob = work.encrypt_field(key, inner, escrow_context(user.id, cfg.version, user.key_generation))
+        blob = work.encrypt_field(key, inner, escrow_context(user.id, user.key_generation))
         row = existing or RecoveryEscrow(user_id=user.id)
         row.version, row.key_generation, row.wrapped_key, row.blob = cfg.version, user.key_generation, wrapped, blob
         row.mac = self.escrow_mac(work, row, user)

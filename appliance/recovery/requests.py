@@ -332,9 +332,7 @@ class RecoveryRequests:
             recovery_key = work.open_private_key(recovery_blob, config_context(row.version), secret)
             del secret
             escrow_key = work.unwrap_with_private_key(recovery_key, escrow.wrapped_key)
-            return work.decrypt_field(
-                escrow_key, escrow.blob, escrow_context(escrow.user_id, escrow.version, escrow.key_generation)
-            )
+            return work.decrypt_field(escrow_key, escrow.blob, escrow_context(escrow.user_id, escrow.key_generation))
         except (DecryptionFailed, shamir_mnemonic.MnemonicError, ValueError):
             self._fail(work, row, "combine")
             raise Conflict("the shares did not open the recovery key; the request was refused") from None

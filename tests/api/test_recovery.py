@@ -203,3 +203,28 @@ def test_an_expired_request_leaves_nothing(client, app, clock):
         assert not db.execute(select(RecoveryRequestShare)).all()
     assert "recovery.expired" in _events(app)
     login(client, "alice@example.com", password=STRONG_PASSWORD, pin=PIN)  # nothing changed for alice
+
+
+def test_rotate_needs_m_shares_and_the_old_shares_then_open_nothing(client, app):
+    heads, admin, alice, items = _setup(client, app)
+    app.recovery.init(OFFICERS, 3)
+    old = {e: client.post("/api/v1/recovery/my-share", headers=heads[e]).json()["share"] for e in OFFICERS}
+    login(client, "alice@example.com")  # escrow under version 1
+    try:
+        app.recovery_rotate([old[OFFICERS[0]], old[OFFICERS[1]]], None, None)
+        raise AssertionError("two shares rotated")
+    except Exception as exc:
+        assert "3 different valid shares" in str(exc)
+    status = app.recovery_rotate([old[e] for e in OFFICERS[:3]], OFFICERS[1:], 2)  # officer1 leaves
+    assert (status.version, status.threshold, len(status.officers), status.escrowed) == (2, 2, 4, 1)
+    new = {e: client.post("/api/v1/recovery/my-share", headers=heads[e]).json()["share"] for e in OFFICERS[1:]}
+    assert client.post("/api/v1/recovery/my-share", headers=heads[OFFICERS[0]]).status_code == 403
+    request_id, token = app.recovery_requests.open(None, "alice@example.com")
+    url = f"/api/v1/recovery/requests/{request_id}/shares"
+    assert client.post(url, json={"share": old[OFFICERS[1]]}, headers=heads[OFFICERS[1]]).status_code == 422
+    for email in OFFICERS[1:3]:
+        assert client.post(url, json={"share": new[email]}, headers=heads[email]).status_code == 202
+    assert _reset(client, token).status_code == 204
+    fresh = login(client, "alice@example.com", password=NEW_PASSWORD, pin=NEW_PIN)
+    for item_id, password in items.items():
+        assert client.get(f"/api/v1/items/{item_id}", headers=fresh).json()["password"] == password
