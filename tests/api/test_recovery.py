@@ -206,7 +206,7 @@ def test_an_expired_request_leaves_nothing(client, app, clock):
 
 
 def test_rotate_needs_m_shares_and_the_old_shares_then_open_nothing(client, app):
-    heads, admin, alice, items = _setup(client, app)
+    heads, _, _, items = _setup(client, app)
     app.recovery.init(OFFICERS, 3)
     old = {e: client.post("/api/v1/recovery/my-share", headers=heads[e]).json()["share"] for e in OFFICERS}
     login(client, "alice@example.com")  # escrow under version 1
