@@ -8,7 +8,6 @@ line 1 = SO PIN, line 2 = user PIN. Usage:
     softhsm-init-token.py LABEL < pins
 Exit status is softhsm2-util's. Nothing secret is ever printed.
 """
-
 import os
 import pty
 import sys
