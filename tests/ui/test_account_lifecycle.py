@@ -72,3 +72,44 @@ def test_console_delete_says_it_is_final(lab, browser):
     assert user.url.endswith("/login")
     admin_ctx.close()
     user_ctx.close()
+
+
+@pytest.mark.slow
+def test_recovery_by_two_officers_in_the_browser(lab, browser):
+    admin_ctx, admin = _person(lab, browser, "rec-admin@example.com", admin=True)
+    o1_ctx, o1 = _person(lab, browser, "rec-officer1@example.com")
+    o2_ctx, o2 = _person(lab, browser, "rec-officer2@example.com")
+    user_ctx, user = _person(lab, browser, "rec-user@example.com")
+    out = lab.cli(
+        "recovery", "init", "--officers", "rec-officer1@example.com,rec-officer2@example.com", "--threshold", "2"
+    )
+    assert "threshold 2 of 2" in out
+    login(user, lab.url, "rec-user@example.com")  # escrowed at this unlock
+    shares = {}
+    for name, page in (("o1", o1), ("o2", o2)):
+        page.goto(lab.url + "/recovery")
+        expect(page.locator("main")).to_contain_text("Recovery is enabled")
+        page.get_by_role("button", name="Show my share once").click()
+        shares[name] = page.locator("#recovery-share").inner_text().strip()
+        page.goto(lab.url + "/recovery")
+        expect(page.get_by_role("button", name="Show my share once")).to_have_count(0)
+    admin.goto(lab.url + "/recovery")
+    admin.get_by_label("Email", exact=True).fill("rec-user@example.com")
+    admin.get_by_role("button", name="Open a recovery").click()
+    link = admin.locator("#one-time-link").input_value()
+    assert "/reset#token=cfr_" in link
+    for name, page in (("o1", o1), ("o2", o2)):
+        page.goto(lab.url + "/recovery")
+        page.get_by_label("Your share, to approve the recovery of rec-user@example.com").fill(shares[name])
+        page.get_by_role("button", name="Approve with my share").click()
+        expect(page.locator("[role=status]")).to_contain_text("recorded")
+    user.goto(link)
+    user.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
+    user.get_by_label("New PIN", exact=True).fill("917364")
+    user.get_by_label("Confirm new PIN", exact=True).fill("917364")
+    user.get_by_role("button", name="Set password").click()
+    user.wait_for_url("**/login")
+    expect(user.locator("[role=status]")).to_contain_text("recovered")
+    login(user, lab.url, "rec-user@example.com", password=NEW_PASSWORD, pin="917364")
+    for ctx in (admin_ctx, o1_ctx, o2_ctx, user_ctx):
+        ctx.close()

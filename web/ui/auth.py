@@ -121,7 +121,13 @@ class AuthPages(Controller):
     def reset(self, request: Request[Any, Any, Any], data: Form) -> Response[Any]:
         app = appliance_of(request)
         token = text(data, "token", 200).strip()
+        pin = text(data, "new_pin", 64)
         try:
+            if pin or text(data, "new_pin_confirm", 64):  # the end of a recovery
+                if pin != text(data, "new_pin_confirm", 64):
+                    raise ValidationFailed("the two PINs differ")
+                app.recovery_requests.complete(token, text(data, "password", 2048), pin, client_addr(request))
+                return see_other("/login", "recovered")
             app.accounts.complete_reset(token, text(data, "password", 2048), client_addr(request))
         except ClientError as exc:
             return page(request, "reset.html", status=exc.status, error=explain(request, exc), token=token)

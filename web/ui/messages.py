@@ -62,6 +62,23 @@ KNOWN = {
     "no user with this e-mail address": N_("No user has this email address."),
     "administrators only": N_("This page is for administrators only."),
     "the current password is wrong": N_("The current password is wrong."),
+    "recovery is not enabled": N_("Recovery is not enabled on this appliance."),
+    "your share was already picked up": N_("Your share was already picked up: it is shown once."),
+    "only recovery officers have a share": N_("Only security officers have a recovery share."),
+    "only recovery officers submit shares": N_("Only security officers approve recoveries."),
+    "the administrator who opened a request, or its subject, cannot approve it": N_(
+        "The administrator who opened a recovery, or the person being recovered, cannot approve it."
+    ),
+    "this is not a valid recovery share": N_("This is not a valid recovery share. Check the words."),
+    "this share does not open this deployment's recovery key": N_("This share does not belong to this appliance."),
+    "you already submitted a share for this request": N_("You already approved this recovery."),
+    "this share was already submitted": N_("This share was already submitted."),
+    "this user's private key is not escrowed yet (it is at their next unlock)": N_(
+        "This user's key is not escrowed yet: it is at their next login. It cannot be recovered before."
+    ),
+    "no recovery request is open for this account": N_(
+        "No recovery is open for this account: leave the PIN fields empty to reset the password only."
+    ),
     "no such item": N_("This item does not exist, or you no longer have access to it."),
     "no such vault": N_("This vault does not exist, or you no longer have access to it."),
     "no such member": N_("This member does not exist."),
@@ -111,6 +128,10 @@ PATTERNS: list[tuple[re.Pattern[str], str]] = [
             "%(n)s wrong PINs since the last successful unlock: the account stays locked and needs recovery "
             "(re-enrollment)."
         ),
+    ),
+    (
+        re.compile(r"^waiting for the officers: (?P<n>\d+) of (?P<m>\d+) shares are in$"),
+        N_("Waiting for the security officers: %(n)s of %(m)s approvals so far. Try again later."),
     ),
     (re.compile(r"^(?P<what>\w+) must be a date \(YYYY-MM-DD\)$"), N_("Dates are written YYYY-MM-DD.")),
     (
@@ -163,6 +184,8 @@ FLASH = {
     "user_disable": N_("User disabled; their sessions were closed."),
     "user_enable": N_("User enabled."),
     "user_delete": N_("User deleted for good."),
+    "share_submitted": N_("Your share was recorded for this recovery."),
+    "recovered": N_("Your account is recovered. Log in with your new password and new PIN."),
     "locked": N_("The page was locked after a period of inactivity. Log in again."),
 }
 
