@@ -196,7 +196,7 @@ class Recovery:
         row.mac = macs.make(work, "recovery-config", self.app.integrity.deployment(), *self._config_parts(row))
         with self.app.db.write() as db:
             for old in db.execute(select(RecoveryConfig).where(RecoveryConfig.active.is_(True))).scalars():
-                old.active = False
+                old.active, old.private_blob = False, b""  # the old shares open nothing any more
                 old.mac = macs.make(work, "recovery-config", self.app.integrity.deployment(), *self._config_parts(old))
             db.execute(delete(RecoveryPickup).where(RecoveryPickup.version != version))
             db.add(row)
