@@ -32,7 +32,17 @@ from sqlalchemy import delete, select
 from appliance.accounts import normalize_email
 from appliance.errors import Conflict, NotFound
 from appliance.integrity import MEMBER, VAULT, Domain, audits_integrity
-from appliance.models import LoginTicket, OneTimeToken, User, Vault, VaultMember, VaultRotationDue
+from appliance.models import (
+    LoginTicket,
+    OneTimeToken,
+    RecoveryEscrow,
+    RecoveryRequest,
+    RecoveryRequestShare,
+    User,
+    Vault,
+    VaultMember,
+    VaultRotationDue,
+)
 from appliance.sessions import Principal
 from appliance.tokens import is_id
 from hsm.keystore import Work
@@ -81,6 +91,9 @@ class Offboarding:
                 user = self.app.accounts.checked_user(db, work, user_id, actor_id) if is_id(user_id) else None
                 if user is None:
                     raise NotFound("no such user")
+                cfg = self.app.recovery.config(db, work)
+                if cfg is not None and user_id in self.app.recovery.officers_of(cfg):
+                    raise Conflict("this user is a recovery officer: run coffre recovery rotate without them first")
                 target = self._target(db, transfer_to, user_id)
                 vault_ids = sorted(
                     db.execute(select(VaultMember.vault_id).where(VaultMember.user_id == user_id)).scalars()
@@ -173,6 +186,10 @@ class Offboarding:
             report.sessions_revoked = self.app.sessions.revoke_user(db, work, user.id)
             db.execute(delete(LoginTicket).where(LoginTicket.user_id == user.id))
             db.execute(delete(OneTimeToken).where(OneTimeToken.user_id == user.id))
+            db.execute(delete(RecoveryEscrow).where(RecoveryEscrow.user_id == user.id))
+            requests = select(RecoveryRequest.id).where(RecoveryRequest.user_id == user.id)
+            db.execute(delete(RecoveryRequestShare).where(RecoveryRequestShare.request_id.in_(requests)))
+            db.execute(delete(RecoveryRequest).where(RecoveryRequest.user_id == user.id))
             with self.app.integrity.changing(db, work, Domain.USERS, user.id):
                 row = db.get(User, user.id)
                 if row is None:

@@ -206,7 +206,7 @@ def test_an_expired_request_leaves_nothing(client, app, clock):
 
 
 def test_rotate_needs_m_shares_and_the_old_shares_then_open_nothing(client, app):
-    heads, _, _, items = _setup(client, app)
+    heads, admin, _, items = _setup(client, app)
     app.recovery.init(OFFICERS, 3)
     old = {e: client.post("/api/v1/recovery/my-share", headers=heads[e]).json()["share"] for e in OFFICERS}
     login(client, "alice@example.com")  # escrow under version 1
@@ -215,10 +215,14 @@ def test_rotate_needs_m_shares_and_the_old_shares_then_open_nothing(client, app)
         raise AssertionError("two shares rotated")
     except Exception as exc:
         assert "3 different valid shares" in str(exc)
+    leaver = _user(app, OFFICERS[0]).id
+    r = client.delete(f"/api/v1/users/{leaver}", headers=admin)
+    assert r.status_code == 409 and "recovery officer" in r.json()["detail"]
     status = app.recovery_rotate([old[e] for e in OFFICERS[:3]], OFFICERS[1:], 2)  # officer1 leaves
     assert (status.version, status.threshold, len(status.officers), status.escrowed) == (2, 2, 4, 1)
     new = {e: client.post("/api/v1/recovery/my-share", headers=heads[e]).json()["share"] for e in OFFICERS[1:]}
     assert client.post("/api/v1/recovery/my-share", headers=heads[OFFICERS[0]]).status_code == 403
+    assert client.delete(f"/api/v1/users/{leaver}", headers=admin).status_code == 200  # now they can go
     request_id, token = app.recovery_requests.open(None, "alice@example.com")
     url = f"/api/v1/recovery/requests/{request_id}/shares"
     assert client.post(url, json={"share": old[OFFICERS[1]]}, headers=heads[OFFICERS[1]]).status_code == 422

@@ -63,6 +63,9 @@ KNOWN = {
     "administrators only": N_("This page is for administrators only."),
     "the current password is wrong": N_("The current password is wrong."),
     "recovery is not enabled": N_("Recovery is not enabled on this appliance."),
+    "this user is a recovery officer: run coffre recovery rotate without them first": N_(
+        "This user is a recovery officer: replace them first (coffre recovery rotate), then delete the account."
+    ),
     "your share was already picked up": N_("Your share was already picked up: it is shown once."),
     "only recovery officers have a share": N_("Only security officers have a recovery share."),
     "only recovery officers submit shares": N_("Only security officers approve recoveries."),
