@@ -232,3 +232,26 @@ def test_rotate_needs_m_shares_and_the_old_shares_then_open_nothing(client, app)
     fresh = login(client, "alice@example.com", password=NEW_PASSWORD, pin=NEW_PIN)
     for item_id, password in items.items():
         assert client.get(f"/api/v1/items/{item_id}", headers=fresh).json()["password"] == password
+
+
+def test_recovery_is_the_way_back_from_the_twenty_pin_bound(client, app):
+    heads, _, _, items = _setup(client, app)
+    app.recovery.init(OFFICERS, 3)
+    shares = {e: client.post("/api/v1/recovery/my-share", headers=heads[e]).json()["share"] for e in OFFICERS}
+    login(client, "alice@example.com")  # escrow
+    limit = app.settings.security.max_pin_failures_total
+    alice_id = _user(app, "alice@example.com").id
+    with app.keystore.work() as work, app.db.write() as db, app.accounts.change_user(db, work, alice_id) as row:
+        row.locked, row.pin_failures_since_success = True, limit
+    r = client.post("/api/v1/auth/login", json={"email": "alice@example.com", "password": STRONG_PASSWORD})
+    assert r.status_code == 423 and "recovery" in r.json()["detail"]
+    request_id, token = app.recovery_requests.open(None, "alice@example.com")
+    for email in OFFICERS[2:]:
+        r = client.post(
+            f"/api/v1/recovery/requests/{request_id}/shares", json={"share": shares[email]}, headers=heads[email]
+        )
+        assert r.status_code == 202
+    assert _reset(client, token).status_code == 204
+    fresh = login(client, "alice@example.com", password=NEW_PASSWORD, pin=NEW_PIN)
+    for item_id, password in items.items():
+        assert client.get(f"/api/v1/items/{item_id}", headers=fresh).json()["password"] == password
