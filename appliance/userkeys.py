@@ -109,6 +109,7 @@ class UserKeys:
             row.key_created_at = self.app.clock()
             row.key_rotation_due = False
         self.app.recovery.escrow(db, work, user, new_inner)
+        self.app.recovery.rewrap_pickups(db, work, user.id, old_private, public_der)
         self.app.audit.append(
             db,
             work,

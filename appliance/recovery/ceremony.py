@@ -251,6 +251,19 @@ class Recovery:
                 self.app.audit.by(principal, db, work, "recovery.share_picked_up", target=str(cfg.version))
         return share
 
+    def rewrap_pickups(self, db: Any, work: Work, user_id: str, old_private: Any, public_der: bytes) -> int:
+        """An officer's key pair rotates before they pick their share up: the share's
+        key follows, inside the token (``userkeys.rotate``)."""
+        done = 0
+        for pickup in db.execute(select(RecoveryPickup).where(RecoveryPickup.officer_id == user_id)).scalars():
+            try:
+                key = work.unwrap_with_private_key(old_private, pickup.wrapped_key, extractable=True)
+            except DecryptionFailed:
+                continue
+            pickup.wrapped_key = work.wrap_for_public_key(key, public_der)
+            done += 1
+        return done
+
     # -- escrow -------------------------------------------------------------------------------
 
     def escrow(self, db: Any, work: Work, user: User, caller_key: bytes) -> bool:

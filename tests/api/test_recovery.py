@@ -84,6 +84,9 @@ def test_five_officers_threshold_three_end_to_end(client, app, clock, caplog, tm
         "threshold": 3,
         "officers": OFFICERS,
     }
+    # An officer who changes their PIN (a new key pair) before the pickup still gets their share.
+    r = client.post("/api/v1/me/pin", json={"current_pin": PIN, "new_pin": "593017"}, headers=heads[OFFICERS[4]])
+    assert r.status_code == 204, r.text
     shares = {}
     for email in OFFICERS:
         r = client.post("/api/v1/recovery/my-share", headers=heads[email])
@@ -99,7 +102,7 @@ def test_five_officers_threshold_three_end_to_end(client, app, clock, caplog, tm
     assert r.status_code == 409 and "escrowed" in r.json()["detail"]
     login(client, "alice@example.com")
     status = app.recovery.status()
-    assert (status.escrowed, status.users) == (1, 7)  # the others at their next unlock
+    assert (status.escrowed, status.users) == (2, 7)  # alice and officer5 (new pair); the others later
 
     # officer1 (an administrator) opens the request and then cannot approve it.
     r = client.post("/api/v1/recovery/requests", json={"email": "alice@example.com"}, headers=heads[OFFICERS[0]])
