@@ -30,8 +30,10 @@ from appliance.errors import (
 )
 from appliance.integrity import USER, Domain, audits_integrity
 from appliance.models import LoginTicket, User
+from appliance.models import Session as SessionRow
 from appliance.onetime import BAD_TOKEN, OneTimeTokens
 from appliance.passwords import check_password_strength, check_pin_format
+from appliance.pin_policy import check_pin_policy
 from appliance.sessions import Principal, user_key_context
 from appliance.tokens import is_id, new_id
 from hsm.keystore import Work
@@ -151,6 +153,7 @@ class Accounts:
             raise ClientError(BAD_TOKEN)
         check_password_strength(password, user.email, self.app.settings.security)
         check_pin_format(pin)
+        check_pin_policy(pin)
         bits = self.app.settings.crypto.rsa_bits
         salt = os.urandom(16)
         with self.app.keystore.work() as work:
@@ -177,6 +180,7 @@ class Accounts:
                     row.enrolled_at = now
                     row.key_generation = 1
                     row.key_created_at = now
+                self.app.recovery.escrow(db, work, row, pin_key)
                 self.app.audit.append(
                     db, work, "user.enrolled", actor=row.id, target=row.id, client_addr=client_addr, key_bits=bits
                 )
@@ -202,8 +206,21 @@ class Accounts:
         self.tokens.revoke_resets(db, user_id)
         return self.app.sessions.revoke_user(db, work, user_id)
 
+    def _end_other_sessions(self, db: Any, work: Work, user_id: str, keep: str) -> int:
+        others = [
+            sid
+            for (sid,) in db.execute(select(SessionRow.id).where(SessionRow.user_id == user_id, SessionRow.id != keep))
+        ]
+        for sid in others:
+            self.app.sessions.revoke(db, work, sid)
+        return len(others)
+
     @audits_integrity
-    def change_password(self, principal: Principal, current: str, new: str) -> None:
+    def change_password(self, principal: Principal, current: str, new: str, end_other_sessions: bool = True) -> None:
+        """Change the login password. The caller's session stays open (it just proved
+        the current password; the private key is not under the password); the
+        account's other sessions end unless ``end_other_sessions`` is False. Pending
+        login tickets and reset tokens always die."""
         with self.app.db.read() as db:
             user = db.get(User, principal.user_id)
         if user is None:
@@ -242,7 +259,9 @@ class Accounts:
                         raise Conflict("the password changed meanwhile; retry")
                     row.password_hash, row.password_pepper = pw_hash, pepper
                 self.app.ratelimit.clear(db, acct_key)
-                revoked = self._end_credentials(db, work, user.id)
+                db.execute(delete(LoginTicket).where(LoginTicket.user_id == user.id))
+                self.tokens.revoke_resets(db, user.id)
+                revoked = self._end_other_sessions(db, work, user.id, principal.session_id) if end_other_sessions else 0
                 self.app.audit.append(
                     db,
                     work,
@@ -251,8 +270,8 @@ class Accounts:
                     target=user.id,
                     client_addr=principal.client_addr,
                     sessions_revoked=revoked,
+                    other_sessions_kept=not end_other_sessions,
                 )
-        self.app.sessions.forget_cached(principal)
 
     # -- administration --------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -74,6 +75,23 @@ def _conditions(filters: AuditFilters) -> list[Any]:
     return conds
 
 
+def _deleted_emails(db: Any, user_ids: set[str]) -> dict[str, str]:
+    """Deleted users' addresses, from their ``user.deleted`` entries (offboarding)."""
+    found: dict[str, str] = {}
+    for target, details in db.execute(
+        select(AuditEntry.target, AuditEntry.details).where(
+            AuditEntry.event == "user.deleted", AuditEntry.target.in_(user_ids)
+        )
+    ):
+        try:
+            email = json.loads(details or "{}").get("email")
+        except ValueError:
+            continue
+        if target and isinstance(email, str):
+            found[target] = email
+    return found
+
+
 def page(app: Appliance, principal: Principal, filters: AuditFilters, number: int = 1) -> AuditPage:
     """One page of entries, newest first (administrators only)."""
     Accounts.require_admin(principal)
@@ -92,8 +110,21 @@ def page(app: Appliance, principal: Principal, filters: AuditFilters, number: in
         ).all()
         events = [e for (e,) in db.execute(select(AuditEntry.event).distinct().order_by(AuditEntry.event))]
         head = db.execute(select(AuditHead.seq, AuditHead.mac).where(AuditHead.id == 1)).one_or_none()
+        gone = {e.actor for e, email in rows if email is None and e.actor}
+        deleted = _deleted_emails(db, gone) if gone else {}
     out = [
-        AuditRow(e.seq, e.ts, e.event, e.actor, email, e.target, e.client_addr, e.details, e.mac) for e, email in rows
+        AuditRow(
+            e.seq,
+            e.ts,
+            e.event,
+            e.actor,
+            email or deleted.get(e.actor or ""),
+            e.target,
+            e.client_addr,
+            e.details,
+            e.mac,
+        )
+        for e, email in rows
     ]
     return AuditPage(out, total, number, pages, events, head.seq if head else 0, head.mac if head else "")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from appliance.accounts import Accounts
 from appliance.audit import AuditLog
@@ -12,8 +13,10 @@ from appliance.db import Database
 from appliance.integrity import Integrity
 from appliance.items import Items
 from appliance.login import Login
+from appliance.offboarding import Offboarding
 from appliance.passwords import PasswordHasher
 from appliance.ratelimit import RateLimiter
+from appliance.recovery import Recovery, RecoveryRequests
 from appliance.sessions import Sessions
 from appliance.userkeys import UserKeys
 from appliance.vaults import Vaults
@@ -36,6 +39,14 @@ class Appliance:
         self.userkeys = UserKeys(self)
         self.vaults = Vaults(self)
         self.items = Items(self)
+        self.offboarding = Offboarding(self)
+        self.recovery = Recovery(self)
+        self.recovery_requests = RecoveryRequests(self)
+
+    def recovery_rotate(self, shares: list[str], officers: list[str] | None, threshold: int | None) -> Any:
+        from appliance.recovery.rotation import rotate
+
+        return rotate(self, shares, officers, threshold)
 
     def health(self) -> None:
         """Raise DatabaseUnavailable or HsmUnavailable when either does not answer."""

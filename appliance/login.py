@@ -189,6 +189,7 @@ class Login:
             if reason is not None:
                 self.app.sessions.revoke_user(db, work, user.id)  # they hold the old private key
                 self.app.userkeys.rotate(db, work, user, pin_key, pin_key, reason)
+            self.app.recovery.escrow(db, work, user, pin_key)  # users enrolled before recovery was enabled
             token, expires = self.app.sessions.create(db, work, user, pin_key, client_addr)
             self.app.audit.append(db, work, "login.ok", actor=user.id, target=user.id, client_addr=client_addr)
             return token, expires

@@ -211,3 +211,88 @@ class RateLimitHit(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(128))
     ts: Mapped[float] = mapped_column(Float)
+
+
+class VaultRotationDue(Base):
+    """A vault whose key must rotate at the next action of one of its administrators:
+    a deleted user's membership was removed by someone who could not open the vault
+    (appliance/offboarding.py)."""
+
+    __tablename__ = "vault_rotations_due"
+
+    vault_id: Mapped[str] = mapped_column(ForeignKey("vaults.id", ondelete="CASCADE"), primary_key=True)
+    since: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(64))
+
+
+class RecoveryConfig(Base):
+    """M-of-N recovery (appliance/recovery): the recovery key pair (its private key
+    wrapped under the recovery secret, then the KEK), the officers and threshold.
+    ``share_prints``: a MAC per share index, to refuse a wrong share at once."""
+
+    __tablename__ = "recovery_config"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    active: Mapped[bool] = mapped_column(Boolean)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    private_blob: Mapped[bytes] = mapped_column(LargeBinary)
+    officers: Mapped[str] = mapped_column(Text)  # JSON list of user ids
+    threshold: Mapped[int] = mapped_column(Integer)
+    share_prints: Mapped[str] = mapped_column(Text)  # JSON {index: mac}
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str] = mapped_column(String(128))
+
+
+class RecoveryPickup(Base):
+    """An officer's share, sealed to their public key until they pick it up once."""
+
+    __tablename__ = "recovery_pickups"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    officer_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RecoveryEscrow(Base):
+    """A user's private key (its token-wrapped inner layer) under a per-user AES key
+    that is OAEP-wrapped to the recovery public key."""
+
+    __tablename__ = "recovery_escrows"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    key_generation: Mapped[int] = mapped_column(Integer)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    blob: Mapped[bytes] = mapped_column(LargeBinary)
+    mac: Mapped[str] = mapped_column(String(128))
+
+
+class RecoveryRequest(Base):
+    """A recovery in progress: officers' shares are sealed to this request's own key
+    pair, whose private key only the user's reset token opens."""
+
+    __tablename__ = "recovery_requests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    requested_by: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # open | completed | expired | cancelled | refused
+    version: Mapped[int] = mapped_column(Integer)
+    threshold: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    public_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    private_blob: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class RecoveryRequestShare(Base):
+    __tablename__ = "recovery_request_shares"
+
+    request_id: Mapped[str] = mapped_column(ForeignKey("recovery_requests.id", ondelete="CASCADE"), primary_key=True)
+    officer_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    member_index: Mapped[int] = mapped_column(Integer)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[float] = mapped_column(Float)

@@ -34,6 +34,7 @@ from appliance.integrity import MEMBER, USER, BrokenRow, Domain, audits_integrit
 from appliance.models import Session as SessionRow
 from appliance.models import User, VaultMember
 from appliance.passwords import check_pin_format
+from appliance.pin_policy import check_pin_policy
 from appliance.sessions import Principal, session_context, user_key_context
 from hsm.errors import DecryptionFailed
 from hsm.keystore import Work
@@ -107,6 +108,8 @@ class UserKeys:
             row.key_generation = (row.key_generation or 0) + 1
             row.key_created_at = self.app.clock()
             row.key_rotation_due = False
+        self.app.recovery.escrow(db, work, user, new_inner)
+        self.app.recovery.rewrap_pickups(db, work, user.id, old_private, public_der)
         self.app.audit.append(
             db,
             work,
@@ -147,6 +150,7 @@ class UserKeys:
         current PIN counts as a wrong PIN at unlock (a stolen session cannot guess)."""
         check_pin_format(current_pin)
         check_pin_format(new_pin)
+        check_pin_policy(new_pin)
         with self.app.keystore.work() as work, self.app.db.read() as db:
             user = self.app.accounts.checked_user(db, work, principal.user_id, principal.user_id)
         if user is None or user.status != "active":

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from appliance.bindings import bind_member_key, member_key_is_bound, public_key_is_bound
 from appliance.errors import Conflict, Forbidden, IntegrityFailure, NotFound, ValidationFailed
 from appliance.integrity import MEMBER, VAULT, BrokenRow, Domain, audits_integrity
-from appliance.models import Item, User, Vault, VaultMember
+from appliance.models import Item, User, Vault, VaultMember, VaultRotationDue
 from appliance.sessions import Principal
 from appliance.tokens import is_id, new_id
 from hsm.errors import DecryptionFailed
@@ -134,7 +134,7 @@ class Vaults:
         return handle
 
     def _wrap_for(
-        self, work: Work, principal: Principal, key: Any, vault_id: str, user: User, key_version: int
+        self, work: Work, principal: Principal | None, key: Any, vault_id: str, user: User, key_version: int
     ) -> tuple[bytes, str]:
         """Wrap a vault key for ``user``, whose public key must be bound to them."""
         if user.public_key is None or not public_key_is_bound(work, user.id, user.public_key, user.public_key_mac):
@@ -207,6 +207,8 @@ class Vaults:
                 .where(VaultMember.user_id == principal.user_id)
                 .order_by(Vault.name, Vault.id)
             ).all()
+        if any(role == "admin" for _, role in rows):
+            self.app.offboarding.rotate_due(principal)  # keys a user deletion left to rotate
         return [VaultView(v.id, v.name, role) for v, role in rows]
 
     @audits_integrity
@@ -366,12 +368,20 @@ class Vaults:
                 self._rotate_without(db, work, principal, vault, member, old_key, new_key)
 
     def _rotate_without(
-        self, db: Any, work: Work, principal: Principal, vault: Vault, member: VaultMember, old_key: Any, new_key: Any
+        self,
+        db: Any,
+        work: Work,
+        principal: Principal,
+        vault: Vault,
+        member: VaultMember | None,
+        old_key: Any,
+        new_key: Any,
+        event: str = "member.removed",
     ) -> None:
-        """Delete ``member``, re-encrypt every item under ``new_key`` and wrap it for
-        the remaining members (inside the caller's transaction and vault lock)."""
-        vault_id, user_id = vault.id, member.user_id
-        if member.role == "admin" and self._admin_count(db, work, vault_id) <= 1:
+        """Delete ``member`` (if any), re-encrypt every item under ``new_key`` and wrap
+        it for the remaining members (inside the caller's transaction and vault lock)."""
+        vault_id, user_id = vault.id, member.user_id if member is not None else None
+        if member is not None and member.role == "admin" and self._admin_count(db, work, vault_id) <= 1:
             raise Conflict("the last administrator of a vault cannot be removed")
         mine = db.get(VaultMember, (vault_id, principal.user_id))
         if mine is None or mine.key_version != vault.key_version:
@@ -385,7 +395,9 @@ class Vaults:
                     reencrypt_item(work, item, old_key, new_key, new_version)
                 except DecryptionFailed:
                     raise BrokenBinding("item", item.id) from None
-            db.delete(member)
+            if member is not None:
+                db.delete(member)
+            db.execute(delete(VaultRotationDue).where(VaultRotationDue.vault_id == vault_id))
             db.flush()
             users = {
                 u.id: u
@@ -408,7 +420,7 @@ class Vaults:
             principal,
             db,
             work,
-            "member.removed",
+            event,
             target=vault_id,
             member=user_id,
             key_version=new_version,

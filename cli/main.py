@@ -114,6 +114,17 @@ def cmd_user(args: argparse.Namespace) -> int:
                 token = app.accounts.reset_password(None, user_id)
                 print(f"password reset token for {args.email} (single use; the PIN is still required):")
                 print(token)
+            elif args.user_cmd == "delete":
+                done = app.offboarding.delete_user(None, user_id, args.transfer_to)
+                print(
+                    f"deleted {done.email} (id {done.user_id}), for good: removed from {done.vaults} vault(s), "
+                    f"{len(done.deferred)} vault key rotation(s) deferred to the next action of a vault administrator"
+                    + (
+                        f", {len(done.transferred)} vault(s) transferred to {args.transfer_to}"
+                        if done.transferred
+                        else ""
+                    )
+                )
             elif args.user_cmd == "rotate-key":
                 app.userkeys.request_rotation(None, user_id)
                 print(f"rotate-key: {args.email} gets a new key pair at their next unlock")
@@ -121,6 +132,16 @@ def cmd_user(args: argparse.Namespace) -> int:
                 actions[args.user_cmd](None, user_id)
                 print(f"{args.user_cmd}: {args.email}")
         return EXIT_OK
+    finally:
+        app.close()
+
+
+def cmd_recovery(args: argparse.Namespace) -> int:
+    from cli.recovery import cmd_recovery as run
+
+    app = _appliance(args)
+    try:
+        return run(args, app)
     finally:
         app.close()
 
@@ -286,6 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         q = usub.add_parser(name, parents=[common], help=text)
         q.add_argument("email")
+    q = usub.add_parser(
+        "delete", parents=[common], help="delete a user for good (final: disable is the reversible way)"
+    )
+    q.add_argument("email")
+    q.add_argument(
+        "--transfer-to", metavar="EMAIL", default=None, help="who becomes administrator where the user is the last one"
+    )
     p.set_defaults(func=cmd_user)
 
     p = sub.add_parser("status", parents=[common], help="HSM, key versions, database and counts (tables, or --json)")
@@ -322,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     q = isub.add_parser("repair", parents=[common], help="re-MAC every anchored row as it is now (audited)")
     q.add_argument("--trust-database", action="store_true", help="required: the database is known to be untouched")
     p.set_defaults(func=cmd_integrity)
+
+    from cli.recovery import add_parser as add_recovery
+
+    add_recovery(sub, common).set_defaults(func=cmd_recovery)
     return parser
 
 

@@ -405,6 +405,16 @@ class Work:
 
         return private_keys.open_for_use(self, blob, context, inner_key)
 
+    def private_key_inner(self, blob: bytes, context: bytes, caller_key: bytes) -> bytes:
+        from hsm import private_keys
+
+        return private_keys.inner_of(self, blob, context, caller_key)
+
+    def private_key_from_inner(self, inner: bytes, caller_key: bytes, key_ref: str, context: bytes) -> bytes:
+        from hsm import private_keys
+
+        return private_keys.from_inner(self, inner, caller_key, key_ref, context)
+
     def private_key_format(self, blob: bytes, context: bytes) -> str:
         from hsm import private_keys
 

@@ -196,6 +196,23 @@ def rewrap(
     return work.seal(_seal_middle(new_key, new_key_ref, inner, new_context), new_context)
 
 
+def inner_of(work: Work, blob: bytes, context: bytes, caller_key: bytes) -> bytes:
+    """The token-wrapped inner layer of a format 2 blob (``KWP(coffre-ukw-vN, key)``),
+    for escrow: it opens only through the token's user-key root, into a
+    non-extractable key. ``DecryptionFailed`` on a wrong caller key or format 1."""
+    middle = work.unseal(blob, context)
+    if _is_legacy(middle):
+        raise DecryptionFailed()
+    return _open_middle(caller_key, middle, context)
+
+
+def from_inner(work: Work, inner: bytes, caller_key: bytes, key_ref: str, context: bytes) -> bytes:
+    """A format 2 blob around an inner layer (recovery: the escrowed inner layer
+    under a new PIN's key). The inner layer is checked to open in the token first."""
+    _unwrap_inner(work, inner)
+    return work.seal(_seal_middle(caller_key, key_ref, inner, context), context)
+
+
 def blob_format(work: Work, blob: bytes, context: bytes) -> str:
     return FORMAT_CALLER_WRAPPED if _is_legacy(work.unseal(blob, context)) else FORMAT_TOKEN_WRAPPED
 

@@ -17,6 +17,7 @@ from web.controllers.health import healthz
 from web.controllers.items import ItemsController
 from web.controllers.me_sessions import MySessionsController
 from web.controllers.metrics import metrics
+from web.controllers.recovery import RecoveryController
 from web.controllers.users import UsersController
 from web.controllers.vaults import VaultsController
 from web.deps import appliance as appliance_dep
@@ -111,6 +112,7 @@ def create_app(appliance: Appliance) -> Litestar:
             VaultsController,
             ItemsController,
             MySessionsController,
+            RecoveryController,
             *routers(),
         ],
         dependencies={"appliance": Provide(appliance_dep, sync_to_thread=False)},

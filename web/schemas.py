@@ -46,6 +46,9 @@ class UnlockIn(In):
 class UnlockOut(msgspec.Struct):
     token: str
     expires_at: str
+    pin_weak: bool = False
+    """True when the PIN (set before the PIN policy) is one the policy now refuses:
+    the client should suggest a change (POST /api/v1/me/pin). Nothing is stored."""
 
 
 class MeOut(msgspec.Struct):
@@ -66,6 +69,9 @@ class SessionOut(msgspec.Struct):
 class PasswordChangeIn(In):
     current_password: str
     new_password: str
+    end_other_sessions: bool = True
+    """True (the default): the account's other sessions end. The session making
+    the change stays open either way."""
 
 
 class PinChangeIn(In):
@@ -74,8 +80,12 @@ class PinChangeIn(In):
 
 
 class PasswordResetIn(In):
+    """With ``new_pin``: the end of a recovery (the private key is wrapped under the
+    new PIN once M officers' shares are in; 409 until then)."""
+
     token: str
     new_password: str
+    new_pin: str | None = None
 
 
 class UserCreateIn(In):
@@ -96,6 +106,18 @@ class UserOut(msgspec.Struct):
     is_admin: bool
     status: str
     locked: bool
+
+
+class DeletionOut(msgspec.Struct):
+    """A deleted user: from how many vaults, how many vault keys rotated now and how
+    many at the next action of one of their administrators, how many transferred."""
+
+    id: str
+    email: str
+    vaults: int
+    rotated: int
+    rotation_deferred: int
+    transferred: int
 
 
 class ResetOut(msgspec.Struct):
@@ -195,3 +217,40 @@ class ItemSummaryOut(msgspec.Struct):
 
 class HealthOut(msgspec.Struct):
     status: str
+
+
+class RecoveryOut(msgspec.Struct):
+    enabled: bool
+    threshold: int
+    officers: list[str]
+
+
+class ShareOut(msgspec.Struct):
+    share: str
+
+
+class RecoveryRequestIn(In):
+    email: str
+
+
+class RecoveryRequestCreated(msgspec.Struct):
+    id: str
+    reset_token: str
+
+
+class RecoveryRequestOut(msgspec.Struct):
+    id: str
+    email: str
+    status: str
+    shares_received: int
+    threshold: int
+    expires_at: str
+
+
+class ShareIn(In):
+    share: str
+
+
+class ShareAccepted(msgspec.Struct):
+    shares_received: int
+    threshold: int

@@ -56,7 +56,8 @@ def test_login_is_two_steps_and_tickets_are_single_use(client, app):
     ticket = r.json()["login_ticket"]
     ok = _unlock(client, ticket)
     assert ok.status_code == 200
-    assert set(ok.json()) == {"token", "expires_at"}
+    assert set(ok.json()) == {"token", "expires_at", "pin_weak"}
+    assert ok.json()["pin_weak"] is False
     assert _unlock(client, ticket).status_code == 401  # replayed ticket
 
 
@@ -194,8 +195,9 @@ def test_forged_and_malformed_tokens_are_refused(client, app):
         assert "detail" in r.json()
 
 
-def test_password_change_needs_the_current_password_and_ends_sessions(client, app):
+def test_password_change_needs_the_current_password_and_ends_the_other_sessions(client, app):
     headers = new_user(client, app, "u@example.com")
+    other = login(client, "u@example.com")
     new = "another long passphrase for coffre 77"
     r = client.post(
         "/api/v1/auth/password", json={"current_password": "wrong wrong wrong 1", "new_password": new}, headers=headers
@@ -205,7 +207,8 @@ def test_password_change_needs_the_current_password_and_ends_sessions(client, ap
         "/api/v1/auth/password", json={"current_password": STRONG_PASSWORD, "new_password": new}, headers=headers
     )
     assert r.status_code == 204
-    assert client.get("/api/v1/me", headers=headers).status_code == 401
+    assert client.get("/api/v1/me", headers=headers).status_code == 200  # this session stays
+    assert client.get("/api/v1/me", headers=other).status_code == 401  # the others end (the default)
     assert _ticket(client, "u@example.com").status_code == 401
     login(client, "u@example.com", password=new)
 

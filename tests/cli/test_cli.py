@@ -284,3 +284,29 @@ def test_integrity_check_and_repair_commands(lab):
     repaired = run_cli(lab, "integrity", "repair", "--trust-database")
     assert repaired.returncode == 0 and "re-anchored" in repaired.stdout
     assert run_cli(lab, "audit", "verify").returncode == 0
+
+
+def test_user_delete_is_final_and_the_address_can_be_invited_again(lab):
+    assert run_cli(lab, "user", "invite", "leaver@example.com").returncode == 0
+    result = run_cli(lab, "user", "delete", "leaver@example.com")
+    assert result.returncode == 0, result.stderr
+    assert "deleted leaver@example.com" in result.stdout and "for good" in result.stdout
+    assert "leaver@example.com" not in run_cli(lab, "user", "list").stdout
+    again = run_cli(lab, "user", "delete", "leaver@example.com")
+    assert again.returncode == 1 and "no user with this e-mail address" in again.stderr
+    assert run_cli(lab, "user", "invite", "leaver@example.com").returncode == 0
+    assert run_cli(lab, "audit", "verify").returncode == 0
+
+
+def test_recovery_commands_say_what_is_missing(lab):
+    result = run_cli(lab, "recovery", "status")
+    assert result.returncode == 0 and "not enabled" in result.stdout
+    assert run_cli(lab, "user", "invite", "officer-a@example.com").returncode == 0
+    result = run_cli(
+        lab, "recovery", "init", "--officers", "officer-a@example.com,officer-b@example.com", "--threshold", "2"
+    )
+    assert result.returncode == 1 and "officers must be enrolled" in result.stderr
+    result = run_cli(lab, "recovery", "init", "--officers", "officer-a@example.com", "--threshold", "1")
+    assert result.returncode == 1 and "threshold" in result.stderr
+    result = run_cli(lab, "recovery", "request", "officer-a@example.com")
+    assert result.returncode == 1 and "recovery is not enabled" in result.stderr

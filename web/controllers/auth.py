@@ -11,6 +11,7 @@ from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from appliance.core import Appliance
+from appliance.pin_policy import pin_weakness
 from web import schemas
 from web.deps import client_addr, iso, principal, serialized
 
@@ -47,7 +48,7 @@ class AuthController(Controller):
         data: JSONBody[schemas.UnlockIn],
     ) -> schemas.UnlockOut:
         token, expires = appliance.accounts.unlock(data.login_ticket, data.pin, client_addr(request))
-        return schemas.UnlockOut(token=token, expires_at=iso(expires))
+        return schemas.UnlockOut(token=token, expires_at=iso(expires), pin_weak=pin_weakness(data.pin) is not None)
 
     @post(
         "/auth/logout",
@@ -72,8 +73,13 @@ class AuthController(Controller):
         request: Request[Any, Any, State],
         data: JSONBody[schemas.PasswordChangeIn],
     ) -> None:
-        caller = principal(request)
-        appliance.accounts.change_password(caller, data.current_password, data.new_password)
+        """This session stays open; the account's other sessions end unless
+        ``end_other_sessions`` is false."""
+        with serialized(request):
+            caller = principal(request)
+            appliance.accounts.change_password(
+                caller, data.current_password, data.new_password, data.end_other_sessions
+            )
 
     @post(
         "/me/pin",
@@ -104,7 +110,12 @@ class AuthController(Controller):
         appliance: NamedDependency[Appliance],
         data: JSONBody[schemas.PasswordResetIn],
     ) -> None:
-        appliance.accounts.complete_reset(data.token, data.new_password, client_addr(request))
+        """With ``new_pin``, the end of a recovery: 409 ("waiting for the officers")
+        until M shares are in."""
+        if data.new_pin is not None:
+            appliance.recovery_requests.complete(data.token, data.new_password, data.new_pin, client_addr(request))
+        else:
+            appliance.accounts.complete_reset(data.token, data.new_password, client_addr(request))
 
     @get("/me", operation_id="me", sync_to_thread=True)
     def me(self, appliance: NamedDependency[Appliance], request: Request[Any, Any, State]) -> schemas.MeOut:

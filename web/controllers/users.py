@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from appliance.accounts import UserView
@@ -88,3 +88,25 @@ class UsersController(Controller):
             caller = principal(request)
             appliance.userkeys.request_rotation(caller, user_id, caller.client_addr)
             return _out(next(u for u in appliance.accounts.list_users(caller) if u.id == user_id))
+
+    @delete("/{user_id:str}", status_code=HTTP_200_OK, operation_id="deleteUser", sync_to_thread=True)
+    def delete_user(
+        self,
+        appliance: NamedDependency[Appliance],
+        request: Request[Any, Any, State],
+        user_id: FromPath[str],
+        transfer_to: FromQuery[str | None] = None,
+    ) -> schemas.DeletionOut:
+        """Delete a user for good (disable is the reversible way). ``transfer_to``: the
+        e-mail address of who becomes administrator where the user is the last one."""
+        with serialized(request):
+            caller = principal(request)
+            done = appliance.offboarding.delete_user(caller, user_id, transfer_to, caller.client_addr)
+            return schemas.DeletionOut(
+                id=done.user_id,
+                email=done.email,
+                vaults=done.vaults,
+                rotated=len(done.rotated),
+                rotation_deferred=len(done.deferred),
+                transferred=len(done.transferred),
+            )

@@ -149,6 +149,31 @@ class AdminPages(Controller):
             return self._users(request, exc.status, error=explain(request, exc), email=email)
         return _show_once("enroll", user.email, token)
 
+    @get("/users/{user_id:str}/delete", sync_to_thread=True)
+    def confirm_delete(self, request: Request[Any, Any, Any], user_id: FromPath[str]) -> Template:
+        return self._delete_page(request, user_id)
+
+    def _delete_page(self, request: Request[Any, Any, Any], user_id: str, status: int = 200, **extra: Any) -> Template:
+        with console(request):
+            users = appliance_of(request).accounts.list_users(caller(request))
+        target = next((u for u in users if u.id == user_id), None)
+        if target is None:
+            raise NotFound("no such user")
+        return page(request, "user_delete.html", status=status, target=target, **extra)
+
+    @post("/users/{user_id:str}/delete", status_code=200, sync_to_thread=True)
+    def delete(self, request: Request[Any, Any, Any], user_id: FromPath[str], data: Form) -> Response[Any]:
+        transfer = text(data, "transfer_to", 320).strip() or None
+        try:
+            with console(request):
+                principal = caller(request)
+                appliance_of(request).offboarding.delete_user(principal, user_id, transfer, principal.client_addr)
+        except ClientError as exc:
+            if isinstance(exc, NotFound) and exc.message == "no such user":
+                raise
+            return self._delete_page(request, user_id, exc.status, error=explain(request, exc), transfer=transfer)
+        return see_other("/admin/users", "user_delete")
+
     @post("/users/{user_id:str}/{action:str}", status_code=200, sync_to_thread=True)
     def act(self, request: Request[Any, Any, Any], user_id: FromPath[str], action: FromPath[str]) -> Response[Any]:
         if action not in ACTIONS:

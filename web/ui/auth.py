@@ -11,6 +11,7 @@ from litestar.response import File, Redirect, Response, Template
 
 from appliance.errors import AppError, ClientError, ValidationFailed
 from appliance.passwords import check_password_strength
+from appliance.pin_policy import pin_weakness
 from web.deps import client_addr
 from web.ui import i18n
 from web.ui.forms import Form, local_path, text
@@ -79,7 +80,10 @@ class AuthPages(Controller):
             )
         if previous is not None:  # a shared computer: the last person's session ends here
             app.accounts.logout(previous)
-        return see_other("/vaults", cookies=[cookie(SESSION_COOKIE, token), expired(TICKET_COOKIE)])
+        cookies = [cookie(SESSION_COOKIE, token), expired(TICKET_COOKIE)]
+        if pin_weakness(text(data, "pin", 64)) is not None:  # set before the PIN policy: suggest a change
+            return see_other("/account#pin-h", "pin_weak", cookies=cookies)
+        return see_other("/vaults", cookies=cookies)
 
     @post("/logout", status_code=200, sync_to_thread=True)
     def logout(self, request: Request[Any, Any, Any]) -> Redirect:
@@ -118,7 +122,13 @@ class AuthPages(Controller):
     def reset(self, request: Request[Any, Any, Any], data: Form) -> Response[Any]:
         app = appliance_of(request)
         token = text(data, "token", 200).strip()
+        pin = text(data, "new_pin", 64)
         try:
+            if pin or text(data, "new_pin_confirm", 64):  # the end of a recovery
+                if pin != text(data, "new_pin_confirm", 64):
+                    raise ValidationFailed("the two PINs differ")
+                app.recovery_requests.complete(token, text(data, "password", 2048), pin, client_addr(request))
+                return see_other("/login", "recovered")
             app.accounts.complete_reset(token, text(data, "password", 2048), client_addr(request))
         except ClientError as exc:
             return page(request, "reset.html", status=exc.status, error=explain(request, exc), token=token)

@@ -27,6 +27,16 @@ KNOWN = {
     "invalid or expired login ticket": N_("The login step expired. Enter your email and password again."),
     "invalid or expired session": N_("Your session has ended. Log in again."),
     "PIN must be exactly 6 digits": N_("The PIN must be exactly 6 digits."),
+    "choose another PIN: the PIN is one digit repeated": N_("Choose another PIN: this one is one digit repeated."),
+    "choose another PIN: the PIN is a run of consecutive digits": N_(
+        "Choose another PIN: this one is a run of consecutive digits."
+    ),
+    "choose another PIN: the PIN repeats its first digits": N_(
+        "Choose another PIN: this one repeats its first digits."
+    ),
+    "choose another PIN: the PIN is among the most common PINs people choose": N_(
+        "Choose another PIN: this one is among the most common PINs people choose."
+    ),
     "not a valid e-mail address": N_("This is not a valid email address."),
     "password must be at most 1024 characters long": N_("The password must be at most 1024 characters long."),
     "name must be 1 to 200 characters": N_("The name must be 1 to 200 characters long."),
@@ -35,6 +45,7 @@ KNOWN = {
     "title must not be empty": N_("The title is required."),
     "a user with this e-mail address already exists": N_("A user with this email address already exists."),
     "administrators cannot disable their own account": N_("Administrators cannot disable their own account."),
+    "administrators cannot delete their own account": N_("Administrators cannot delete their own account."),
     "only enrolled, enabled users can have their password reset": N_(
         "Only enrolled, enabled users can have their password reset."
     ),
@@ -51,6 +62,26 @@ KNOWN = {
     "no user with this e-mail address": N_("No user has this email address."),
     "administrators only": N_("This page is for administrators only."),
     "the current password is wrong": N_("The current password is wrong."),
+    "recovery is not enabled": N_("Recovery is not enabled on this appliance."),
+    "this user is a recovery officer: run coffre recovery rotate without them first": N_(
+        "This user is a recovery officer: replace them first (coffre recovery rotate), then delete the account."
+    ),
+    "your share was already picked up": N_("Your share was already picked up: it is shown once."),
+    "only recovery officers have a share": N_("Only security officers have a recovery share."),
+    "only recovery officers submit shares": N_("Only security officers approve recoveries."),
+    "the administrator who opened a request, or its subject, cannot approve it": N_(
+        "The administrator who opened a recovery, or the person being recovered, cannot approve it."
+    ),
+    "this is not a valid recovery share": N_("This is not a valid recovery share. Check the words."),
+    "this share does not open this deployment's recovery key": N_("This share does not belong to this appliance."),
+    "you already submitted a share for this request": N_("You already approved this recovery."),
+    "this share was already submitted": N_("This share was already submitted."),
+    "this user's private key is not escrowed yet (it is at their next unlock)": N_(
+        "This user's key is not escrowed yet: it is at their next login. It cannot be recovered before."
+    ),
+    "no recovery request is open for this account": N_(
+        "No recovery is open for this account: leave the PIN fields empty to reset the password only."
+    ),
     "no such item": N_("This item does not exist, or you no longer have access to it."),
     "no such vault": N_("This vault does not exist, or you no longer have access to it."),
     "no such member": N_("This member does not exist."),
@@ -101,7 +132,22 @@ PATTERNS: list[tuple[re.Pattern[str], str]] = [
             "(re-enrollment)."
         ),
     ),
+    (
+        re.compile(r"^waiting for the officers: (?P<n>\d+) of (?P<m>\d+) shares are in$"),
+        N_("Waiting for the security officers: %(n)s of %(m)s approvals so far. Try again later."),
+    ),
     (re.compile(r"^(?P<what>\w+) must be a date \(YYYY-MM-DD\)$"), N_("Dates are written YYYY-MM-DD.")),
+    (
+        re.compile(r"^the user is the last administrator of a vault; name someone to transfer it to"),
+        N_("They are the last administrator of a vault: name someone to transfer their vaults to."),
+    ),
+    (
+        re.compile(r"^the transfer target must already be a member"),
+        N_(
+            "The person you named must already be a member of each vault they administer alone "
+            "(or you must be a member of it)."
+        ),
+    ),
 ]
 
 GENERIC = {
@@ -130,14 +176,19 @@ FLASH = {
     "member_changed": N_("Role changed."),
     "member_removed": N_("Member removed; the vault key was rotated."),
     "enrolled": N_("Your account is ready. Log in with your password and PIN."),
-    "password_changed": N_("Password changed. Log in again with the new one."),
+    "password_changed": N_("Password changed. Use the new one at your next login."),
     "password_reset": N_("Your new password is set. Log in with it and your PIN."),
     "logged_out": N_("You are logged out."),
     "session_ended": N_("Your session has ended. Log in again."),
     "session_revoked": N_("Session revoked."),
+    "pin_changed": N_("PIN changed. Your other sessions were closed."),
+    "pin_weak": N_("Your PIN is easy to guess. Choose a new one below."),
     "user_unlock": N_("User unlocked."),
     "user_disable": N_("User disabled; their sessions were closed."),
     "user_enable": N_("User enabled."),
+    "user_delete": N_("User deleted for good."),
+    "share_submitted": N_("Your share was recorded for this recovery."),
+    "recovered": N_("Your account is recovered. Log in with your new password and new PIN."),
     "locked": N_("The page was locked after a period of inactivity. Log in again."),
 }
 
