@@ -114,9 +114,11 @@ def main(tmp: Path) -> int:
                     },
                     headers=bearer,
                 ).json()["id"]
-            # The browser's credentials: the session cookie and the double-submitted CSRF token.
-            csrf = "b" * 43
-            cookies = f"__Host-coffre_session={session.json()['token']}; __Host-coffre_csrf={csrf}"
+            # The browser's credentials: the session cookie and the CSRF token derived from it.
+            from web.ui.session import csrf_for_session
+
+            csrf = csrf_for_session(session.json()["token"])
+            cookies = f"__Host-coffre_session={session.json()['token']}"
             page_headers = {"Cookie": cookies}
             page_ms = []
             for _ in range(PAGE_SAMPLES + 3):
@@ -132,6 +134,9 @@ def main(tmp: Path) -> int:
             "Accept": "application/json",
             "Content-Type": "application/x-www-form-urlencoded",
         }
+        with httpx.Client(base_url=base, timeout=30) as http:  # one reveal must work before the load
+            probe = http.post(f"/items/{item_id}/reveal", headers=reveal_headers, content=b"purpose=reveal")
+            assert probe.status_code == 200, (probe.status_code, probe.text[:200])
         if shutil.which("ab"):
             client = "ApacheBench (ab -k)"
             rps, r50, r99, errors = _reveal_ab(

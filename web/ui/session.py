@@ -64,6 +64,12 @@ def caller(request: Request[Any, Any, Any]) -> Principal:
     return principal
 
 
+def csrf_for_session(session_cookie: str) -> str:
+    """The CSRF token of a logged-in browser: HMAC-SHA256 keyed by its session cookie."""
+    digest = hmac.new(session_cookie.encode(), b"coffre/csrf/v1", "sha256").digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
 def csrf_token(request: Request[Any, Any, Any]) -> tuple[str, bool]:
     """The CSRF token the page's forms carry, and whether it is new (to be set as a cookie).
 
@@ -73,8 +79,7 @@ def csrf_token(request: Request[Any, Any, Any]) -> tuple[str, bool]:
     Before login (the login and enrollment forms), a random double-submitted cookie."""
     session = request.cookies.get(SESSION_COOKIE)
     if session:
-        digest = hmac.new(session.encode(), b"coffre/csrf/v1", "sha256").digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii"), False
+        return csrf_for_session(session), False
     current = request.cookies.get(CSRF_COOKIE, "")
     if len(current) == 43:
         return current, False
