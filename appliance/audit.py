@@ -178,7 +178,7 @@ def _legacy_head_ok(conn: Any, seq: int, mac: str) -> bool:
     """A head written before head MACs existed (schema < 0003) is accepted once,
     when it matches the last entry; the next append MACs it."""
     last = conn.execute(select(AuditEntry.seq, AuditEntry.mac).order_by(AuditEntry.seq.desc()).limit(1)).one_or_none()
-    return last is not None and last.seq == seq and last.mac == mac
+    return last is not None and last.seq == seq and hmac.compare_digest(last.mac, mac)
 
 
 # Built once: appends run on every audited request.

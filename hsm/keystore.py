@@ -41,7 +41,7 @@ GCM_TAG_BITS = 128
 
 # Failures of an unwrap/decrypt that must read as one opaque error. SoftHSM
 # reports a bad GCM tag as CKR_GENERAL_ERROR / CKR_FUNCTION_FAILED.
-_OPEN_FAILURES: tuple[type[Exception], ...] = (
+OPEN_FAILURES: tuple[type[Exception], ...] = (
     p11.EncryptedDataInvalid,
     p11.EncryptedDataLenRange,
     p11.WrappedKeyInvalid,
@@ -363,7 +363,7 @@ class Work:
                     mechanism_param=GCMParams(envelope.params, envelope.header() + context, GCM_TAG_BITS),
                 )
             )
-        except _OPEN_FAILURES as exc:
+        except OPEN_FAILURES as exc:
             raise DecryptionFailed() from exc
 
     @observed("encrypt_field")
@@ -469,7 +469,7 @@ class Work:
                     template=templates.data_key(extractable),
                 )
             )
-        except _OPEN_FAILURES as exc:
+        except OPEN_FAILURES as exc:
             raise DecryptionFailed() from exc
 
     def oaep_algorithm(self) -> Algorithm:

@@ -35,11 +35,11 @@ from typing import TYPE_CHECKING, Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
-from pkcs11 import exceptions as p11
 
 from hsm import templates
 from hsm.envelope import Algorithm, Envelope
 from hsm.errors import DecryptionFailed, KeyNotFound
+from hsm.keystore import OPEN_FAILURES
 from hsm.labels import RootKind, parse_label
 
 if TYPE_CHECKING:
@@ -48,19 +48,6 @@ if TYPE_CHECKING:
 FORMAT_TOKEN_WRAPPED = "ukw"  # noqa: S105 - a format name; format 2
 FORMAT_CALLER_WRAPPED = "caller-kwp"  # format 1 (legacy)
 NONCE = 12
-_FAILURES: tuple[type[Exception], ...] = (
-    p11.EncryptedDataInvalid,
-    p11.WrappedKeyInvalid,
-    p11.WrappedKeyLenRange,
-    p11.DataInvalid,
-    p11.DataLenRange,
-    p11.GeneralError,
-    p11.FunctionFailed,
-    p11.MechanismParamInvalid,
-    p11.ArgumentsBad,
-    p11.TemplateInconsistent,
-    p11.AttributeValueInvalid,
-)
 
 
 # -- the middle layer (caller's key, in the process) -----------------------------------
@@ -113,7 +100,7 @@ def _unwrap_inner(work: Work, inner: bytes) -> Any:
                 template=templates.user_private_key(extractable=False),
             )
         )
-    except _FAILURES as exc:
+    except OPEN_FAILURES as exc:
         raise DecryptionFailed() from exc
 
 
@@ -134,7 +121,7 @@ def _legacy_unwrap(work: Work, caller_key: bytes, middle: bytes, extractable: bo
                 template=templates.user_private_key(extractable),
             )
         )
-    except _FAILURES as exc:
+    except OPEN_FAILURES as exc:
         raise DecryptionFailed() from exc
 
 
