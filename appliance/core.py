@@ -12,6 +12,7 @@ from appliance.config import Settings
 from appliance.db import Database
 from appliance.integrity import Integrity
 from appliance.items import Items
+from appliance.keyops import KeyOps
 from appliance.login import Login
 from appliance.offboarding import Offboarding
 from appliance.passwords import PasswordHasher
@@ -42,6 +43,7 @@ class Appliance:
         self.offboarding = Offboarding(self)
         self.recovery = Recovery(self)
         self.recovery_requests = RecoveryRequests(self)
+        self.keyops = KeyOps(self)
 
     def recovery_rotate(self, shares: list[str], officers: list[str] | None, threshold: int | None) -> Any:
         from appliance.recovery.rotation import rotate

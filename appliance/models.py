@@ -296,3 +296,44 @@ class RecoveryRequestShare(Base):
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class KeyJob(Base):
+    """A key operation (a root or vault key rotation) run as a resumable job
+    (appliance/keyops). ``active_kind`` is the kind while the job is unfinished and
+    NULL after: its unique constraint allows one unfinished job per kind; the lease
+    (holder, expiry) says which process runs it now."""
+
+    __tablename__ = "key_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # kek | pepper | audit | bind | ukw | vault
+    active_kind: Mapped[str | None] = mapped_column(String(48), nullable=True, unique=True)
+    target: Mapped[str] = mapped_column(String(64))  # the new root label, or the vault id
+    previous: Mapped[str | None] = mapped_column(String(256), nullable=True)  # JSON list of older labels
+    started_by: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # running | paused | waiting | done | failed
+    phase: Mapped[str] = mapped_column(String(16))  # pass | settle | sweep | finished
+    total: Mapped[int] = mapped_column(Integer)
+    done: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    cursor: Mapped[str] = mapped_column(Text)  # JSON {table: last id done}
+    milestone: Mapped[int] = mapped_column(Integer)  # last 10 % step audited
+    switched_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    started_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lease_holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires: Mapped[float | None] = mapped_column(Float, nullable=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class KeyJobFailure(Base):
+    __tablename__ = "key_job_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("key_jobs.id", ondelete="CASCADE"), index=True)
+    table_name: Mapped[str] = mapped_column(String(64))
+    row_id: Mapped[str] = mapped_column(String(128))
+    error: Mapped[str] = mapped_column(String(256))
+    at: Mapped[float] = mapped_column(Float)

@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from appliance.bindings import bind_member_key, member_key_is_bound, public_key_is_bound
 from appliance.errors import Conflict, Forbidden, IntegrityFailure, NotFound, ValidationFailed
@@ -366,6 +366,27 @@ class Vaults:
                 if vault is None:
                     raise NotFound("no such member")
                 self._rotate_without(db, work, principal, vault, member, old_key, new_key)
+
+    @audits_integrity
+    def rotate_key(self, principal: Principal, vault_id: str) -> int:
+        """Rotate the vault key on demand (a vault administrator): every item is
+        re-encrypted under a new key wrapped for every member, in one transaction, as
+        member removal does. Returns how many items were re-encrypted."""
+        with self.app.keystore.work() as work:
+            with self.app.db.read() as db:
+                mine = self.membership(db, principal, vault_id, Role.ADMIN, work)
+            old_key = self.vault_key(work, principal, mine, extractable=False)
+            new_key = work.new_data_key()
+            with self.app.db.write() as db:
+                self.lock(db, vault_id)
+                self.membership(db, principal, vault_id, Role.ADMIN, work)
+                vault = db.get(Vault, vault_id)
+                vault = self.app.integrity.require(db, work, VAULT, vault, actor=principal.user_id) if vault else None
+                if vault is None:
+                    raise NotFound("no such vault")
+                count = db.execute(select(func.count()).where(Item.vault_id == vault_id)).scalar_one()
+                self._rotate_without(db, work, principal, vault, None, old_key, new_key, event="vault.key_rotated")
+                return int(count)
 
     def _rotate_without(
         self,
