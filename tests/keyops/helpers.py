@@ -38,7 +38,9 @@ class Deployment:
     def http(self) -> httpx.Client:
         return self.server.client()
 
-    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         if not env:
             return run_cli(self.config, *args, timeout=timeout)
         full = {**os.environ, "COFFRE_CONFIG": str(self.config), **env}
@@ -48,9 +50,7 @@ class Deployment:
     def popen(self, *args: str) -> subprocess.Popen[str]:
         env = {**os.environ, "COFFRE_CONFIG": str(self.config)}
         env.pop("SOFTHSM2_CONF", None)
-        return subprocess.Popen(
-            [COFFRE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-        )
+        return subprocess.Popen([COFFRE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
     def jobs(self) -> list[dict[str, Any]]:
         result = self.cli("keys", "jobs", "--json")
@@ -85,7 +85,9 @@ class Deployment:
                 assert r.json()["password"] == password
 
 
-def deploy(tmp_path: Path, users: int = 3, items: int = 4, sessions: int = 0, database_url: str | None = None) -> Deployment:
+def deploy(
+    tmp_path: Path, users: int = 3, items: int = 4, sessions: int = 0, database_url: str | None = None
+) -> Deployment:
     config = init_data_dir(tmp_path / "data", database_url, extra=LIMITS)
     server = Server(config, tmp_path / "serve.log").start()
     d = Deployment(config, server)
@@ -93,7 +95,9 @@ def deploy(tmp_path: Path, users: int = 3, items: int = 4, sessions: int = 0, da
         with d.http() as http:
             for i in range(users):
                 email = f"user{i}@example.com"
-                token = run_cli(config, "user", "invite", email, *(["--admin"] if i == 0 else [])).stdout.splitlines()[-1]
+                token = run_cli(config, "user", "invite", email, *(["--admin"] if i == 0 else [])).stdout.splitlines()[
+                    -1
+                ]
                 r = http.post("/api/v1/enroll", json={"token": token, "password": STRONG_PASSWORD, "pin": PIN})
                 assert r.status_code == 201, r.text
                 d.users.append(email)
@@ -101,11 +105,15 @@ def deploy(tmp_path: Path, users: int = 3, items: int = 4, sessions: int = 0, da
             admin = d.headers[d.users[0]]
             d.vault = http.post("/api/v1/vaults", json={"name": "ops"}, headers=admin).json()["id"]
             for email in d.users[1:]:
-                r = http.post(f"/api/v1/vaults/{d.vault}/members", json={"email": email, "role": "write"}, headers=admin)
+                r = http.post(
+                    f"/api/v1/vaults/{d.vault}/members", json={"email": email, "role": "write"}, headers=admin
+                )
                 assert r.status_code in (200, 201), r.text
             for i in range(items):
                 password = f"item-secret-{i}"
-                r = http.post(f"/api/v1/vaults/{d.vault}/items", json={"title": f"t{i}", "password": password}, headers=admin)
+                r = http.post(
+                    f"/api/v1/vaults/{d.vault}/items", json={"title": f"t{i}", "password": password}, headers=admin
+                )
                 assert r.status_code == 201, r.text
                 d.items[r.json()["id"]] = password
             for i in range(sessions):
