@@ -28,7 +28,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, func: Callable[[argpa
     q.add_argument("--dry-run", action="store_true", help="count what would change; change nothing")
     q.add_argument("--json", action="store_true", help="print progress as JSON lines")
     q.add_argument("--batch", type=int, default=200, help="rows per batch (default 200)")
-    q.add_argument("--threads", type=int, default=0, help="token sessions in parallel (default: the pool size)")
+    q.add_argument(
+        "--threads", type=int, default=1, help="token sessions computing in parallel, up to the pool size (default 1)"
+    )
     q = ksub.add_parser("jobs", parents=[common], help="list key jobs and their state")
     q.add_argument("--json", action="store_true")
     q.add_argument("--failures", metavar="JOB_ID", help="list the rows a job could not move")
@@ -164,7 +166,7 @@ def run(app: Any, args: argparse.Namespace) -> int:
             print(f"  total: {plan.total}")
         return EXIT_OK
     bar = Bar(sys.stdout, args.json)
-    options = Options(batch=max(1, args.batch), threads=max(0, args.threads), progress=bar)
+    options = Options(batch=max(1, args.batch), threads=max(1, args.threads), progress=bar)
     try:
         view = app.keyops.resume(args.resume, options) if args.resume else app.keyops.start(args.kind, "cli", options)
     except KeyboardInterrupt:

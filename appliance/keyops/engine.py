@@ -30,7 +30,7 @@ from appliance.keyops.jobs import JobStore, JobView
 from appliance.keyops.movers import Mover
 from appliance.keyops.registry import Row, RowRefused
 from appliance.models import KeyJob
-from hsm.errors import DecryptionFailed, HsmError, KeyNotFound, MalformedEnvelope
+from hsm.errors import DecryptionFailed, KeyNotFound, MalformedEnvelope
 
 if TYPE_CHECKING:
     from appliance.core import Appliance
@@ -47,7 +47,10 @@ Progress = Callable[[JobView], None]
 @dataclass
 class Options:
     batch: int = 200
-    threads: int = 0  # 0: the token pool's size
+    # Token sessions computing a batch in parallel (at most the pool's size), besides
+    # the one reading ahead. On SoftHSM (one lock around the token) more than one
+    # was slower (bench/rotation.py); a network HSM with many cores gains from more.
+    threads: int = 1
     pause: float = 0.002  # seconds between batches: requests get the token and the database
     settle: float | None = None  # default: hsm.root_ttl_seconds + 1
     progress: Progress | None = None
@@ -72,8 +75,8 @@ class Engine:
         self.store = store
         self.movers = list(movers)
         self.options = options
-        threads = options.threads or app.settings.hsm.pool_size
-        self.threads = max(1, min(threads, app.settings.hsm.pool_size))
+        self.threads = max(1, min(options.threads or 1, app.settings.hsm.pool_size - 1 or 1))
+        self._ahead: ThreadPoolExecutor
         kill = os.environ.get(_KILL_ENV, "")
         self._kill_at = int(kill) if kill.isdigit() else None
 
@@ -90,7 +93,10 @@ class Engine:
             cursor=json.loads(job.cursor or "{}"),
         )
         phase = job.phase
-        with ThreadPoolExecutor(self.threads, thread_name_prefix="keyjob") as pool:
+        with (
+            ThreadPoolExecutor(self.threads, thread_name_prefix="keyjob") as pool,
+            ThreadPoolExecutor(1, thread_name_prefix="keyjob-ahead") as self._ahead,
+        ):
             if phase == "pass":
                 if run.total == 0:
                     run.total = sum(m.count(self.app, run.target) for m in self.movers)
@@ -107,11 +113,16 @@ class Engine:
         return self._finish(run)
 
     def _pass(self, pool: ThreadPoolExecutor, mover: Mover, run: _Run) -> None:
-        while True:
-            rows = mover.pending(self.app, run.target, run.cursor.get(mover.name), self.options.batch)
-            if not rows:
-                return
-            self._batch(pool, mover, rows, run, cursor=mover.row_id(rows[-1]))
+        """Batches after the cursor, pipelined: the next batch is read and computed
+        in the token while this one is written (two sessions in flight)."""
+        rows = mover.pending(self.app, run.target, run.cursor.get(mover.name), self.options.batch)
+        ahead = self._ahead.submit(self._compute_all, pool, mover, rows, run.target) if rows else None
+        while rows and ahead is not None:
+            results = ahead.result()
+            following = mover.pending(self.app, run.target, mover.row_id(rows[-1]), self.options.batch)
+            ahead = self._ahead.submit(self._compute_all, pool, mover, following, run.target) if following else None
+            self._batch(pool, mover, rows, run, cursor=mover.row_id(rows[-1]), results=results)
+            rows = following
             if self.options.pause:
                 time.sleep(self.options.pause)
 
@@ -188,19 +199,32 @@ class Engine:
                     out.append((row, None, str(exc)))
         return out
 
-    def _batch(self, pool: ThreadPoolExecutor, mover: Mover, rows: list[Row], run: _Run, cursor: str | None) -> int:
+    def _compute_all(
+        self, pool: ThreadPoolExecutor, mover: Mover, rows: list[Row], target: str
+    ) -> list[tuple[Row, dict[str, Any] | None, str]]:
+        if self.threads == 1:
+            return self._compute(mover, rows, target)
+        chunks = [rows[i :: self.threads] for i in range(self.threads) if rows[i :: self.threads]]
+        return [r for part in pool.map(lambda c: self._compute(mover, c, target), chunks) for r in part]
+
+    def _batch(
+        self,
+        pool: ThreadPoolExecutor,
+        mover: Mover,
+        rows: list[Row],
+        run: _Run,
+        cursor: str | None,
+        results: list[tuple[Row, dict[str, Any] | None, str]] | None = None,
+    ) -> int:
         """Move ``rows``; rows a request changed meanwhile are re-read and tried again."""
         moved = 0
         pending = rows
         for attempt in range(CAS_RETRIES):
-            chunks = [pending[i :: self.threads] for i in range(self.threads) if pending[i :: self.threads]]
-            try:
-                results = [r for part in pool.map(lambda c: self._compute(mover, c, run.target), chunks) for r in part]
-            except HsmError:
-                raise
-            lost: list[str] = []
+            if results is None:
+                results = self._compute_all(pool, mover, pending, run.target)
             last = attempt == CAS_RETRIES - 1
             with self.app.keystore.work() as work, self.app.db.write() as db:
+                changes: list[tuple[Row, dict[str, Any]]] = []
                 for row, values, error in results:
                     row_id = mover.row_id(row)
                     if error:
@@ -208,15 +232,19 @@ class Engine:
                             run.failed_ids.add((mover.name, row_id))
                             run.failed += 1
                             self.store.record_failure(db, run.job_id, mover.table, row_id, error)
-                        continue
-                    if values is None:
-                        continue
-                    if mover.apply(db, work, row, values):
-                        moved += 1
-                        run.done += 1
+                    elif values is not None:
+                        changes.append((row, values))
+                if self._kill_at is not None:  # the test seam: die at a given row write
+                    lost = []
+                    for row, values in changes:
+                        if not mover.apply(db, work, row, values):
+                            lost.append(mover.row_id(row))
                         self._maybe_die(run)
-                    else:
-                        lost.append(row_id)
+                else:
+                    lost = mover.apply_many(db, work, changes)
+                applied = len(changes) - len(lost)
+                moved += applied
+                run.done += applied
                 if cursor is not None and (not lost or last):
                     run.cursor[mover.name] = cursor
                 run.total = max(run.total, run.done + run.failed)
@@ -235,6 +263,7 @@ class Engine:
                 break
             # Changed by a request meanwhile: re-read; whatever is left goes to the sweep.
             pending = mover.rows(self.app, lost)
+            results = None
         return moved
 
     def _milestones(self, db: Any, work: Any, run: _Run) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 
 from appliance.keyops.registry import Row, SealedColumn
 from appliance.models import Base
@@ -42,6 +42,8 @@ class Mover(Protocol):
     def compute(self, app: Appliance, work: Work, row: Row, target: str) -> dict[str, Any] | None: ...
 
     def apply(self, db: Any, work: Work, row: Row, values: dict[str, Any]) -> bool: ...
+
+    def apply_many(self, db: Any, work: Work, changes: list[tuple[Row, dict[str, Any]]]) -> list[str]: ...
 
 
 class SealedMover:
@@ -139,6 +141,37 @@ class SealedMover:
         if e.also is not None:
             values.update(e.also(app, work, row, new))
         return values
+
+    def apply_many(self, db: Any, work: Work, changes: list[tuple[Row, dict[str, Any]]]) -> list[str]:
+        """Compare-and-swap many rows in one statement (executemany); returns the ids
+        of rows a request changed meanwhile (left as they are)."""
+        if not changes:
+            return []
+        e = self.entry
+        if e.also is not None:  # other columns change too: one statement per row
+            return [self.row_id(row) for row, values in changes if not self.apply(db, work, row, values)]
+        ident, blob = self._col(e.id_column), self._col(e.blob_column)
+        new_values: dict[str, Any] = {e.blob_column: bindparam("_new")}
+        if e.label_column:
+            new_values[e.label_column] = bindparam("_label")
+        statement = update(self._t).where(ident == bindparam("_id"), blob == bindparam("_old")).values(**new_values)
+        params = [
+            {
+                "_id": row[e.id_column],
+                "_old": row[e.blob_column],
+                "_new": values[e.blob_column],
+                "_label": values.get(e.label_column or "", None),
+            }
+            for row, values in changes
+        ]
+        result = db.execute(statement, params)
+        if result.rowcount == len(changes):
+            return []
+        # Some rows changed meanwhile: the ones not holding our new blob lost.
+        wanted = {str(p["_id"]): p["_new"] for p in params}
+        ids = [p["_id"] for p in params]
+        held = {str(i): b for i, b in db.execute(select(ident, blob).where(ident.in_(ids)))}
+        return [i for i, new in wanted.items() if held.get(i) != new]
 
     def apply(self, db: Any, work: Work, row: Row, values: dict[str, Any]) -> bool:
         e = self.entry
