@@ -56,6 +56,7 @@ ERRORS: dict[str, tuple[bool, tuple[int, ...]]] = {
     "getVault": (True, (404,)),
     "renameVault": (True, (403, 404, 422)),
     "deleteVault": (True, (403, 404)),
+    "rotateVaultKey": (True, (403, 404, 409)),
     "listMembers": (True, (404,)),
     "addMember": (True, (403, 404, 409, 422)),
     "changeMemberRole": (True, (403, 404, 409, 422)),

@@ -134,6 +134,22 @@ class VaultOut(msgspec.Struct):
     role: str
 
 
+class KeyJobOut(msgspec.Struct):
+    """A key job (appliance/keyops): ``state`` running | paused | waiting | done | failed."""
+
+    id: str
+    kind: str
+    target: str
+    state: str
+    phase: str
+    total: int
+    done: int
+    failed: int
+    started_by: str
+    started_at: float
+    finished_at: float | None
+
+
 Role = Literal["read", "write", "admin"]
 
 
