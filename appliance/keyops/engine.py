@@ -242,6 +242,14 @@ class Engine:
                         self._maybe_die(run)
                 else:
                     lost = mover.apply_many(db, work, changes)
+                refused: list[tuple[str, str]] = getattr(mover, "refused", [])
+                for row_id, error in refused:
+                    lost.append(row_id)
+                    if (mover.name, row_id) not in run.failed_ids:
+                        run.failed_ids.add((mover.name, row_id))
+                        run.failed += 1
+                        self.store.record_failure(db, run.job_id, mover.table, row_id, error)
+                refused.clear()
                 applied = len(changes) - len(lost)
                 moved += applied
                 run.done += applied

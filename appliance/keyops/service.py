@@ -60,7 +60,7 @@ class KeyOps:
         if kind == "bind":
             from appliance.keyops.bind import bind_movers
 
-            return list(bind_movers())
+            return list(bind_movers(self.app))
         return []
 
     # -- planning ---------------------------------------------------------------------------------

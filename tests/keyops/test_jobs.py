@@ -227,6 +227,27 @@ def test_pepper_rotation_waits_for_each_user(shared):
     d.check_everything_opens()
 
 
+def test_bind_rotation_remakes_every_binding_and_row_mac(shared):
+    d = shared
+    r = d.cli("keys", "rotate", "bind", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    done = json.loads(r.stdout.splitlines()[-1])
+    assert done["state"] == "done" and done["failed"] == 0 and done["done"] > 0
+    d.check_everything_opens()
+    assert d.cli("integrity", "check").returncode == 0
+    with _db(d) as db:
+        for table, column in (("users", "row_mac"), ("users", "public_key_mac"), ("vaults", "row_mac")):
+            labels = {v.split(":")[0] for (v,) in db.execute(f"select {column} from {table}")}
+            assert labels == {"coffre-bind-v2"}, (table, column, labels)
+        members = db.execute("select wrapped_key_mac, row_mac from vault_members").fetchall()
+        assert {m.split(":")[0] for row in members for m in row} == {"coffre-bind-v2"}
+    # What cannot move (one-time tokens expire; they were MACed under v1) keeps v1.
+    refused = d.cli("keys", "retire", "coffre-bind-v1", "--json")
+    assert refused.returncode == 1
+    left = json.loads(refused.stdout)["references"]
+    assert set(left) <= {"one_time_tokens.mac", "login_tickets.mac"}, left
+
+
 def test_secrets_stay_out_of_job_rows_and_output(shared):
     d = shared
     r = d.cli("keys", "rotate", "kek", "--json")
