@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from appliance.core import Appliance
 
 SWEEP_ROUNDS = 5
+REPORT_EVERY = 0.25
 CAS_RETRIES = 3
 # A test seam: kill this process with SIGKILL after this many row writes (inside
 # an uncommitted batch), to prove a job survives kill -9 at any row.
@@ -77,6 +78,7 @@ class Engine:
         self.options = options
         self.threads = max(1, min(options.threads or 1, app.settings.hsm.pool_size - 1 or 1))
         self._ahead: ThreadPoolExecutor
+        self._reported = 0.0
         kill = os.environ.get(_KILL_ENV, "")
         self._kill_at = int(kill) if kill.isdigit() else None
 
@@ -104,6 +106,7 @@ class Engine:
                 self._report(run)
                 for mover in self.movers:
                     self._pass(pool, mover, run)
+                self._report(run, force=True)
                 phase = self._phase(run, "settle")
             if phase == "settle":
                 self._settle(run, job.switched_at)
@@ -114,15 +117,20 @@ class Engine:
 
     def _pass(self, pool: ThreadPoolExecutor, mover: Mover, run: _Run) -> None:
         """Batches after the cursor, pipelined: the next batch is read and computed
-        in the token while this one is written (two sessions in flight)."""
-        rows = mover.pending(self.app, run.target, run.cursor.get(mover.name), self.options.batch)
-        ahead = self._ahead.submit(self._compute_all, pool, mover, rows, run.target) if rows else None
-        while rows and ahead is not None:
-            results = ahead.result()
-            following = mover.pending(self.app, run.target, mover.row_id(rows[-1]), self.options.batch)
-            ahead = self._ahead.submit(self._compute_all, pool, mover, following, run.target) if following else None
-            self._batch(pool, mover, rows, run, cursor=mover.row_id(rows[-1]), results=results)
-            rows = following
+        in the token (another thread, another session) while this one is written."""
+
+        def read_and_compute(after: str | None) -> tuple[list[Row], list[tuple[Row, dict[str, Any] | None, str]]]:
+            rows = mover.pending(self.app, run.target, after, self.options.batch)
+            return rows, self._compute_all(pool, mover, rows, run.target) if rows else []
+
+        ahead = self._ahead.submit(read_and_compute, run.cursor.get(mover.name))
+        while True:
+            rows, results = ahead.result()
+            if not rows:
+                return
+            last = mover.row_id(rows[-1])
+            ahead = self._ahead.submit(read_and_compute, last)
+            self._batch(pool, mover, rows, run, cursor=last, results=results)
             if self.options.pause:
                 time.sleep(self.options.pause)
 
@@ -308,6 +316,9 @@ class Engine:
         with self.app.db.write() as db:
             self.store.renew(db, run.job_id, total=run.total)
 
-    def _report(self, run: _Run) -> None:
-        if self.options.progress:
+    def _report(self, run: _Run, force: bool = False) -> None:
+        """Progress to the caller, at most every quarter second (it reads the job row)."""
+        now = time.monotonic()
+        if self.options.progress and (force or now - self._reported >= REPORT_EVERY):
+            self._reported = now
             self.options.progress(JobView.of(self.store.get(run.job_id)))
