@@ -85,7 +85,9 @@ def test_permission_matrix(sqlite_client, sqlite_app, role):
             assert r.status_code == 200 and r.json()["password"] == f"pw-read-{label}", label
         # create
         r = c.post(f"/api/v1/vaults/{vault}/items", json={"title": "new", "folder_id": target}, headers=user)
-        unknown = c.post(f"/api/v1/vaults/{vault}/items", json={"title": "new", "folder_id": unknown_folder}, headers=user)
+        unknown = c.post(
+            f"/api/v1/vaults/{vault}/items", json={"title": "new", "folder_id": unknown_folder}, headers=user
+        )
         assert r.status_code == {"full": 201, "read": 403, "none": 404}[level], (label, r.text)
         if level == "none":
             assert _same(r, unknown), label
