@@ -115,6 +115,13 @@ class Folders:
         if place.member.role != "admin":
             raise Forbidden("only vault administrators manage folder access")
 
+    @audits_integrity
+    def vault_of(self, principal: Principal, folder_id: str) -> str:
+        """The vault of a folder the caller may see (NotFound otherwise)."""
+        with self.app.keystore.work() as work, self.app.db.read() as db:
+            row, _ = self._locate(db, work, principal, folder_id)
+            return row.vault_id
+
     # -- the tree -----------------------------------------------------------------
 
     @audits_integrity
