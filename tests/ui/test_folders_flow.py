@@ -12,7 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.ui.support import AXE, PASSWORD, PIN, Watch, have_axe, login, new_context
+from tests.ui.support import AXE, PASSWORD, PIN, Watch, have_axe, login, new_context, shot
 
 ADMIN, COLLEAGUE = "folders-admin@example.com", "folders-colleague@example.com"
 TOTP = "JBSWY3DPEHPK3PXP"
@@ -77,8 +77,13 @@ def test_folders_access_history_and_totp_in_the_browser(lab, browser):
     page.wait_for_timeout(1500)
     assert page.locator("[data-totp-left]").inner_text() != first, "the countdown moves"
     page.get_by_role("button", name="Copy code").click()
-    code = page.locator("#totp-code").inner_text()
-    assert page.evaluate("navigator.clipboard.readText()") == code
+    copied = ""
+    for _ in range(50):  # the copy fetches the current code first
+        copied = page.evaluate("navigator.clipboard.readText()")
+        if copied:
+            break
+        page.wait_for_timeout(100)
+    assert re.fullmatch(r"\d{6}", copied) and copied == page.locator("#totp-code").inner_text()
 
     # Edit, then restore version 1 from the history.
     page.get_by_role("link", name="Edit").click()
@@ -95,6 +100,9 @@ def test_folders_access_history_and_totp_in_the_browser(lab, browser):
     page.get_by_role("button", name="Reveal").click()
     expect(page.locator("#secret")).to_have_text("first-pass-1")
     expect(page.get_by_text("Version 3")).to_be_visible()
+    shot(page, "item_totp_history")
+    page.goto(f"{item_url}/history")
+    shot(page, "item_history")
 
     # Folder access: the colleague set to none.
     page.goto(folder_url)
@@ -103,6 +111,10 @@ def test_folders_access_history_and_totp_in_the_browser(lab, browser):
     page.get_by_role("button", name=f"Save access for {COLLEAGUE}").click()
     expect(page.get_by_role("status")).to_contain_text("Access saved")
     access_url = page.url
+    shot(page, "folder_access")
+    page.goto(folder_url)
+    shot(page, "vault_folders")
+    page.goto(access_url)
     row = page.locator("tr", has_text=COLLEAGUE)
     expect(row.locator("td").nth(2)).to_have_text("none")
 
