@@ -116,7 +116,7 @@ def test_folders_access_history_and_totp_in_the_browser(lab, browser):
     shot(page, "vault_folders")
     page.goto(access_url)
     row = page.locator("tr", has_text=COLLEAGUE)
-    expect(row.locator("td").nth(2)).to_have_text("none")
+    expect(row.locator("td").nth(2)).to_have_text("No access")
 
     colleague_ctx = new_context(browser, Watch())
     other = colleague_ctx.new_page()
