@@ -295,7 +295,7 @@ class FolderOut(msgspec.Struct):
 
 
 class AccessIn(In):
-    access: str
+    access: Literal["full", "read", "none"]
 
 
 class AccessOut(msgspec.Struct):
@@ -322,7 +322,9 @@ class TotpOut(msgspec.Struct):
 
 class GeneratorIn(In):
     length: int = 20
-    classes: list[str] = msgspec.field(default_factory=lambda: ["lower", "upper", "digits", "symbols"])
+    classes: list[Literal["lower", "upper", "digits", "symbols"]] = msgspec.field(
+        default_factory=lambda: ["lower", "upper", "digits", "symbols"]
+    )
     passphrase_words: int | None = None
 
 
