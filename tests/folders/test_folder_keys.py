@@ -175,3 +175,31 @@ def test_a_database_writer_cannot_raise_access_or_plant_a_key(client, app, attac
         assert r.status_code == 500 and r2.status_code == 500 and listing.status_code == 500
     # The real administrator still reads everything (or the failure is audited, never a silent grant).
     assert c.get(f"/api/v1/items/{target}", headers=owner).status_code in (200, 500)
+
+
+def test_deleting_a_vault_or_a_user_takes_their_folder_rows(client, app):
+    c = client
+    owner, bob, carol, vault = _world(c, app)
+    carol_id, bob_id = me(c, carol), me(c, bob)
+    secret = folder(c, owner, vault, "secret")
+    inner = folder(c, owner, vault, "inner", secret)
+    kept = item(c, owner, vault, "kept", inner)
+    c.put(f"/api/v1/items/{kept}", json={"title": "kept", "password": "v2", "version": 1}, headers=owner)
+    set_access(c, owner, secret, carol_id, "none")
+    assert c.delete(f"/api/v1/folders/{secret}", headers=owner).status_code == 409
+    # Deleting Bob (an administrator can open the vault): the folder key he held rotates.
+    admin = new_user(c, app, "root@example.com", admin=True)
+    assert c.delete(f"/api/v1/users/{bob_id}", headers=admin).status_code in (200, 204)
+    row = _folder_row(app, secret)
+    assert row.keyed and row.key_version >= 1
+    with app.db.read() as db:
+        assert db.execute(select(FolderKey).where(FolderKey.user_id == bob_id)).first() is None
+    # The rotation deferred to the vault's administrator happens at their next listing.
+    c.get("/api/v1/vaults", headers=owner)
+    assert _folder_row(app, secret).key_version == 2
+    assert c.get(f"/api/v1/items/{kept}", headers=owner).json()["password"] == "v2"
+    assert c.get(f"/api/v1/items/{kept}/versions/1", headers=owner).json()["password"] == "pw-kept"
+    assert c.delete(f"/api/v1/vaults/{vault}", headers=owner).status_code == 204
+    with app.db.read() as db:
+        for model in (Folder, FolderAccess, FolderKey, Item, ItemVersion):
+            assert db.execute(select(model)).first() is None, model.__tablename__
