@@ -56,3 +56,19 @@ def _drop(tree: Tree, folder_id: str) -> None:
         return
     for child in [n.id for n in tree.nodes.values() if n.parent_id == folder_id]:
         _drop(tree, child)
+
+
+def parents_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Folder rows (``id``, ``parent_id``) ordered so that a parent comes before
+    its children (backups restore them in this order under the foreign key)."""
+    by_parent: dict[Any, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_parent.setdefault(row["parent_id"], []).append(row)
+    ids = {row["id"] for row in rows}
+    out: list[dict[str, Any]] = []
+    queue = [row for row in rows if row["parent_id"] is None or row["parent_id"] not in ids]
+    while queue:
+        row = queue.pop(0)
+        out.append(row)
+        queue.extend(by_parent.get(row["id"], []))
+    return out
