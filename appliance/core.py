@@ -10,6 +10,8 @@ from appliance.accounts import Accounts
 from appliance.audit import AuditLog
 from appliance.config import Settings
 from appliance.db import Database
+from appliance.folders import Folders
+from appliance.history import History
 from appliance.integrity import Integrity
 from appliance.items import Items
 from appliance.keyops import KeyOps
@@ -40,6 +42,8 @@ class Appliance:
         self.userkeys = UserKeys(self)
         self.vaults = Vaults(self)
         self.items = Items(self)
+        self.folders = Folders(self)
+        self.history = History(self)
         self.offboarding = Offboarding(self)
         self.recovery = Recovery(self)
         self.recovery_requests = RecoveryRequests(self)

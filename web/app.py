@@ -13,7 +13,9 @@ from litestar.routes import HTTPRoute
 from appliance.auditops import AuditTask
 from appliance.core import Appliance
 from web.controllers.auth import AuthController
+from web.controllers.folders import FoldersController
 from web.controllers.health import healthz
+from web.controllers.history import HistoryController
 from web.controllers.items import ItemsController
 from web.controllers.me_sessions import MySessionsController
 from web.controllers.metrics import metrics
@@ -110,6 +112,8 @@ def create_app(appliance: Appliance) -> Litestar:
             AuthController,
             UsersController,
             VaultsController,
+            FoldersController,
+            HistoryController,
             ItemsController,
             MySessionsController,
             RecoveryController,

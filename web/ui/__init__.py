@@ -15,6 +15,8 @@ from web.ui.account import AccountPages
 from web.ui.admin import AdminPages
 from web.ui.auth import AuthPages
 from web.ui.errors import HANDLERS
+from web.ui.folders import FolderPages
+from web.ui.history import HistoryPages
 from web.ui.i18n import jinja_gettext, jinja_ngettext
 from web.ui.items import ItemPages
 from web.ui.members import MemberPages
@@ -43,7 +45,17 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
 def routers() -> list[Router]:
     pages = Router(
         path="/",
-        route_handlers=[AuthPages, VaultPages, ItemPages, MemberPages, AccountPages, AdminPages, RecoveryPages],
+        route_handlers=[
+            AuthPages,
+            VaultPages,
+            ItemPages,
+            FolderPages,
+            HistoryPages,
+            MemberPages,
+            AccountPages,
+            AdminPages,
+            RecoveryPages,
+        ],
         guards=[csrf_guard],
         include_in_schema=False,
     )
