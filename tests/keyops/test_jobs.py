@@ -256,6 +256,22 @@ def test_ukw_rotation_gives_each_user_a_new_pair_at_their_next_unlock(shared):
 
 def test_bind_rotation_remakes_every_binding_and_row_mac(shared):
     d = shared
+    admin = d.headers[d.users[0]]
+    with d.http() as http:  # a folder with its own key: user2 has no access
+        folder = http.post(f"/api/v1/vaults/{d.vault}/folders", json={"name": "restricted"}, headers=admin).json()["id"]
+        members = http.get(f"/api/v1/vaults/{d.vault}/members", headers=admin).json()
+        user2 = next(m["user_id"] for m in members if m["email"] == d.users[2])
+        r = http.put(f"/api/v1/folders/{folder}/access/{user2}", json={"access": "none"}, headers=admin)
+        assert r.status_code == 200, r.text
+        r = http.post(
+            f"/api/v1/vaults/{d.vault}/items",
+            json={"title": "in folder", "password": "folder-secret", "folder_id": folder},
+            headers=admin,
+        )
+        assert r.status_code == 201, r.text
+        d.items[r.json()["id"]] = "folder-secret"
+    with _db(d) as db:
+        assert db.execute("select count(*) from folder_keys").fetchone()[0] >= 2
     r = d.cli("keys", "rotate", "bind", "--json")
     assert r.returncode == 0, r.stdout + r.stderr
     done = json.loads(r.stdout.splitlines()[-1])
@@ -266,8 +282,11 @@ def test_bind_rotation_remakes_every_binding_and_row_mac(shared):
         for table, column in (("users", "row_mac"), ("users", "public_key_mac"), ("vaults", "row_mac")):
             labels = {v.split(":")[0] for (v,) in db.execute(f"select {column} from {table}")}
             assert labels == {"coffre-bind-v2"}, (table, column, labels)
-        members = db.execute("select wrapped_key_mac, row_mac from vault_members").fetchall()
-        assert {m.split(":")[0] for row in members for m in row} == {"coffre-bind-v2"}
+        for table in ("vault_members", "folder_keys"):
+            rows = db.execute(f"select wrapped_key_mac, row_mac from {table}").fetchall()
+            assert {m.split(":")[0] for row in rows for m in row} == {"coffre-bind-v2"}, table
+        for table in ("folders", "folder_access"):
+            assert {v.split(":")[0] for (v,) in db.execute(f"select row_mac from {table}")} == {"coffre-bind-v2"}
     # What cannot move (one-time tokens expire; they were MACed under v1) keeps v1.
     refused = d.cli("keys", "retire", "coffre-bind-v1", "--json")
     assert refused.returncode == 1
