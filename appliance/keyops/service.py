@@ -168,11 +168,16 @@ class KeyOps:
             self.store.renew(db, job.id, switched_at=self.app.clock())
         return self.store.get(job.id)
 
-    def jobs(self, limit: int = 100) -> list[JobView]:
+    def jobs(self, limit: int = 100, refresh: bool = True) -> list[JobView]:
+        """Recent jobs; ``refresh`` first ends waiting vault jobs whose key moved."""
+        if refresh:
+            self.refresh_vault_jobs()
+        return self.store.recent(limit)
+
+    def refresh_vault_jobs(self) -> None:
         from appliance.keyops.vault import refresh_waiting
 
         refresh_waiting(self.app, self.store)
-        return self.store.recent(limit)
 
     def vault_rotation(self, principal: Principal | None, vault_id: str, actor: str) -> JobView:
         """Rotate a vault's key now (its administrator) or schedule it (see keyops/vault.py)."""
