@@ -120,14 +120,15 @@ def main(tmp: Path) -> int:
                 marks["pass_end"] = time.perf_counter()
 
         start = time.perf_counter()
-        view = app.keyops.start("kek", "bench", Options(progress=progress))
+        # As fast as it goes (no pause between batches): the job's rate against the raw rate.
+        view = app.keyops.start("kek", "bench", Options(progress=progress, pause=0.0))
         total = time.perf_counter() - start
         pass_seconds = marks.get("pass_end", time.perf_counter()) - marks.get("pass_start", start)
         job_rate = view.done / pass_seconds if pass_seconds > 0 else 0.0
         print()
         print(f"{'measure':<52} {'value':>12}")
         print(f"{'raw token unseal+seal pairs/s (1 session, ' + str(size) + ' B blobs)':<52} {raw:>12.0f}")
-        print(f"{'rotation job rows/s (pass, DB writes included)':<52} {job_rate:>12.0f}")
+        print(f"{'rotation job rows/s (pass, DB writes incl., no pause)':<52} {job_rate:>12.0f}")
         print(f"{'job rate / raw rate':<52} {job_rate / raw:>11.0%}")
         print(f"{'rows moved / failed':<52} {f'{view.done} / {view.failed}':>12}")
         print(f"{'pass over ' + str(KEYS) + ' keys (s)':<52} {pass_seconds:>12.1f}")

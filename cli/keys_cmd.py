@@ -34,8 +34,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, func: Callable[[argpa
     q.add_argument(
         "--pause-ms",
         type=float,
-        default=2.0,
-        help="sleep between batches, leaving the token and the database to requests (default 2 ms)",
+        default=20.0,
+        help="sleep between batches, leaving the token and the database to requests (default 20 ms)",
     )
     q = ksub.add_parser("jobs", parents=[common], help="list key jobs and their state")
     q.add_argument("--json", action="store_true")
