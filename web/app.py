@@ -20,6 +20,7 @@ from web.controllers.items import ItemsController
 from web.controllers.me_sessions import MySessionsController
 from web.controllers.metrics import metrics
 from web.controllers.recovery import RecoveryController
+from web.controllers.sends import SendsController
 from web.controllers.users import UsersController
 from web.controllers.vaults import VaultsController
 from web.deps import appliance as appliance_dep
@@ -118,6 +119,7 @@ def create_app(appliance: Appliance) -> Litestar:
             ItemsController,
             MySessionsController,
             RecoveryController,
+            SendsController,
             *routers(),
         ],
         dependencies={"appliance": Provide(appliance_dep, sync_to_thread=False)},
