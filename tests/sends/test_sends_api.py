@@ -119,9 +119,8 @@ def test_user_send_received_saved(client: Any, app: Any) -> None:
     assert got["title"] == "Bank" and got["password"] == SECRET
     bob_vault = client.post("/api/v1/vaults", json={"name": "Mine"}, headers=bob).json()["id"]
     # Alice cannot save or discard what Bob received.
-    assert (
-        client.post(f"/api/v1/received/{send_id}/save", json={"vault_id": bob_vault}, headers=alice).status_code == 404
-    )
+    save = f"/api/v1/received/{send_id}/save"
+    assert client.post(save, json={"vault_id": bob_vault}, headers=alice).status_code == 404
     assert client.delete(f"/api/v1/received/{send_id}", headers=alice).status_code == 404
     alice_vault = client.get("/api/v1/vaults", headers=alice).json()[0]["id"]
     # Bob cannot save into a vault he is not a member of.
@@ -135,7 +134,7 @@ def test_user_send_received_saved(client: Any, app: Any) -> None:
     assert client.get("/api/v1/received", headers=bob).json() == []
     _shredded(app, send_id)
     assert client.get("/api/v1/sends", headers=alice).json()[0]["status"] == "saved"
-    assert client.post(f"/api/v1/received/{send_id}/save", json={"vault_id": bob_vault}, headers=bob).status_code == 404
+    assert client.post(save, json={"vault_id": bob_vault}, headers=bob).status_code == 404
     # The sender can no longer revoke (or change) it.
     assert client.delete(f"/api/v1/sends/{send_id}", headers=alice).status_code == 409
 
