@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from appliance.core import Appliance
 from appliance.models import AuditEntry, Base
@@ -37,8 +37,6 @@ def dump(app: Appliance) -> bytes:
             for row in db.execute(select(table)).all():
                 for value in row:
                     out.append(bytes(value) if isinstance(value, bytes | memoryview) else str(value).encode())
-        if app.db.is_sqlite:
-            db.execute(text("PRAGMA wal_checkpoint(FULL)"))
     if app.db.is_sqlite:
         path = Path(app.settings.database_url.split("///", 1)[1])
         for f in (path, Path(str(path) + "-wal")):

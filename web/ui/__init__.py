@@ -19,6 +19,7 @@ from web.ui.i18n import jinja_gettext, jinja_ngettext
 from web.ui.items import ItemPages
 from web.ui.members import MemberPages
 from web.ui.recovery import RecoveryPages
+from web.ui.sends import SendPages
 from web.ui.session import csrf_guard
 from web.ui.vaults import VaultPages
 
@@ -43,7 +44,16 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
 def routers() -> list[Router]:
     pages = Router(
         path="/",
-        route_handlers=[AuthPages, VaultPages, ItemPages, MemberPages, AccountPages, AdminPages, RecoveryPages],
+        route_handlers=[
+            AuthPages,
+            VaultPages,
+            ItemPages,
+            MemberPages,
+            AccountPages,
+            AdminPages,
+            RecoveryPages,
+            SendPages,
+        ],
         guards=[csrf_guard],
         include_in_schema=False,
     )
