@@ -289,3 +289,21 @@ def test_sending_an_item_needs_read_access(client: Any, app: Any) -> None:
 def test_public_reveal_is_rate_limited(sqlite_client: Any, sqlite_app: Any) -> None:
     codes = [sqlite_client.post(REVEAL.format("cfx_" + "B" * 43), json={}).status_code for _ in range(31)]
     assert codes[:30] == [404] * 30 and codes[30] == 429
+
+
+def test_opening_the_page_consumes_nothing(client: Any, app: Any) -> None:
+    alice = new_user(client, app, "alice@example.com")
+    r = client.post("/api/v1/sends", json={"secret": SECRET, "mode": "code"}, headers=alice)
+    url, code, send_id = r.json()["url"], r.json()["code"], r.json()["id"]
+    token = token_of(url)
+    for _ in range(3):  # a link previewer, a mail scanner, the recipient
+        page = client.get(f"/s/{token}")
+        assert page.status_code == 200
+        assert "Reveal" in page.text and 'name="code"' in page.text and SECRET not in page.text
+        assert client.head(f"/s/{token}").status_code in (200, 405)
+    row = _row(app, send_id)
+    assert row.views_used == 0 and row.payload is not None and row.state == "pending"
+    assert events(app).count("send.opened") == 3
+    assert client.post(REVEAL.format(token), json={"code": code}).json()["password"] == SECRET
+    gone = client.get(f"/s/{token}")
+    assert gone.status_code == 404 and SECRET not in gone.text
