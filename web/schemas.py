@@ -263,8 +263,9 @@ class SendIn(In):
     item_id: str | None = None
     secret: str | None = None
     recipient_email: str | None = None
-    expires_in_hours: int | None = None
-    max_views: int | None = None
+    # Left out: the policy's default (24 h; 1 view).
+    expires_in_hours: int | msgspec.UnsetType = msgspec.UNSET
+    max_views: int | msgspec.UnsetType = msgspec.UNSET
 
 
 class SendCreatedOut(msgspec.Struct, omit_defaults=True):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from litestar import Controller, Request, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
@@ -74,8 +75,8 @@ class SendsController(Controller):
                 item_id=data.item_id,
                 secret=data.secret,
                 recipient_email=data.recipient_email,
-                expires_in_hours=data.expires_in_hours,
-                max_views=data.max_views,
+                expires_in_hours=None if data.expires_in_hours is msgspec.UNSET else data.expires_in_hours,
+                max_views=None if data.max_views is msgspec.UNSET else data.max_views,
             )
             return schemas.SendCreatedOut(
                 id=created.id,
