@@ -203,3 +203,22 @@ def test_deleting_a_vault_or_a_user_takes_their_folder_rows(client, app):
     with app.db.read() as db:
         for model in (Folder, FolderAccess, FolderKey, Item, ItemVersion):
             assert db.execute(select(model)).first() is None, model.__tablename__
+
+
+def test_a_pin_change_rewraps_the_folder_keys_a_member_holds(sqlite_client, sqlite_app):
+    from tests.support import PIN, login
+
+    c, app = sqlite_client, sqlite_app
+    owner, bob, carol, vault = _world(c, app)
+    secret = folder(c, owner, vault, "secret")
+    kept = item(c, owner, vault, "kept", secret)
+    set_access(c, owner, secret, me(c, carol), "none")
+    with app.db.read() as db:
+        before = db.get(FolderKey, (secret, me(c, bob))).wrapped_key
+    new_pin = "482915"
+    r = c.post("/api/v1/me/pin", json={"current_pin": PIN, "new_pin": new_pin}, headers=bob)
+    assert r.status_code == 204, r.text
+    bob = login(c, "bob@example.com", pin=new_pin)
+    with app.db.read() as db:
+        assert db.get(FolderKey, (secret, me(c, bob))).wrapped_key != before
+    assert c.get(f"/api/v1/items/{kept}", headers=bob).json()["password"] == "pw-kept"
