@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from appliance.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from appliance.folders.access import MAX_DEPTH, Level, Tree
+from appliance.folders.access import MAX_DEPTH, Level, Tree, settings_digest
 from appliance.folders.keys import FolderKeys
 from appliance.folders.sealing import KeyRef
 from appliance.folders.tree import load_tree
@@ -346,6 +346,7 @@ class Folders:
                     db.add(fresh)
                     change.add(FOLDER_ACCESS, fresh)
                     tree.settings[(folder_id, user_id)] = level
+                row.settings_digest = settings_digest(tree.settings_of(folder_id))
                 db.flush()
                 resealed = self.keys.reconcile(db, work, principal, tree, vault_key, change)
             assert vault is not None
@@ -390,9 +391,18 @@ class Folders:
     def forget_member(db: Any, vault_id: str, user_id: str) -> None:
         """Delete a leaving member's settings and key copies (inside the caller's
         anchor change block for the vault)."""
+        touched: set[str] = set()
         for model in (FolderAccess, FolderKey):
             for row in db.execute(select(model).where(model.vault_id == vault_id, model.user_id == user_id)).scalars():
+                if model is FolderAccess:
+                    touched.add(row.folder_id)
                 db.delete(row)
+        db.flush()
+        for folder_id in sorted(touched):
+            left = db.execute(select(FolderAccess).where(FolderAccess.folder_id == folder_id)).scalars()
+            folder = db.get(Folder, folder_id)
+            if folder is not None:
+                folder.settings_digest = settings_digest({a.user_id: Level[a.access.upper()] for a in left})
         db.flush()
 
 
