@@ -83,6 +83,12 @@ class UiSettings:
 
 
 @dataclass(frozen=True)
+class ItemSettings:
+    # Earlier versions of an item kept (sealed like the live one) after each update.
+    history_versions: int = 20
+
+
+@dataclass(frozen=True)
 class AuditSettings:
     # Where every audit entry is sent as it is appended: "syslog+tcp://host:port",
     # "syslog+udp://host:port" or "syslog+tls://host:port" (None: not forwarded).
@@ -174,6 +180,7 @@ class Settings:
     # None: no [mail] section, nothing is e-mailed (links are handed to the sender).
     mail: MailSettings | None = None
     sends: SendSettings = field(default_factory=SendSettings)
+    items: ItemSettings = field(default_factory=ItemSettings)
 
 
 def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
@@ -280,6 +287,7 @@ def from_mapping(raw: dict[str, Any], path: Path | None = None) -> Settings:
         metrics=_build(MetricsSettings, _section(raw, "metrics"), "metrics"),
         mail=_check_mail(_build(MailSettings, _section(raw, "mail"), "mail")) if "mail" in raw else None,
         sends=_check_sends(_build(SendSettings, _section(raw, "sends"), "sends")),
+        items=_check_items(_build(ItemSettings, _section(raw, "items"), "items")),
     )
 
 
@@ -311,6 +319,12 @@ def _check_sends(sends: SendSettings) -> SendSettings:
     if sends.default_expires_in_hours > sends.max_expires_in_hours:
         raise ConfigError("[sends] default_expires_in_hours must not exceed max_expires_in_hours")
     return sends
+
+
+def _check_items(items: ItemSettings) -> ItemSettings:
+    if not 0 <= items.history_versions <= 1000:
+        raise ConfigError("[items] history_versions must be between 0 and 1000")
+    return items
 
 
 def _check_audit(audit: AuditSettings) -> AuditSettings:

@@ -10,8 +10,11 @@ from appliance.accounts import Accounts
 from appliance.audit import AuditLog
 from appliance.config import Settings
 from appliance.db import Database
+from appliance.folders import Folders
+from appliance.history import History
 from appliance.integrity import Integrity
 from appliance.items import Items
+from appliance.keyops import KeyOps
 from appliance.login import Login
 from appliance.mail import Mailer
 from appliance.offboarding import Offboarding
@@ -42,10 +45,13 @@ class Appliance:
         self.userkeys = UserKeys(self)
         self.vaults = Vaults(self)
         self.items = Items(self)
+        self.folders = Folders(self)
+        self.history = History(self)
         self.offboarding = Offboarding(self)
         self.recovery = Recovery(self)
         self.recovery_requests = RecoveryRequests(self)
         self.sends = Sends(self)
+        self.keyops = KeyOps(self)
 
     def recovery_rotate(self, shares: list[str], officers: list[str] | None, threshold: int | None) -> Any:
         from appliance.recovery.rotation import rotate

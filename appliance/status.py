@@ -12,9 +12,7 @@ from sqlalchemy import func, select
 from appliance import schema
 from appliance.core import Appliance
 from appliance.mail import outbox_state
-from appliance.mail.models import MailMessage
 from appliance.models import AuditEntry, Item, Session, User, Vault, VaultMember
-from appliance.sends.models import Send
 from hsm.errors import HsmError
 from hsm.labels import RootKind
 
@@ -29,11 +27,6 @@ def kek_usage(app: Appliance) -> Counter[str]:
             usage[label] += count
         for label, count in db.execute(select(Session.kek_label, func.count()).group_by(Session.kek_label)):
             usage[label] += count
-        for model in (MailMessage, Send):
-            for label, count in db.execute(
-                select(model.kek_label, func.count()).where(model.kek_label.is_not(None)).group_by(model.kek_label)
-            ):
-                usage[label] += count
     return usage
 
 
@@ -45,21 +38,28 @@ def _hsm(app: Appliance) -> dict[str, Any]:
         found = app.keystore.list_roots()
         token = app.keystore.pool.token
         hsm["token"] = {"label": token.label, "manufacturer": token.manufacturer_id, "model": token.model}
-        usage = kek_usage(app)
+        from appliance.keyops.refs import root_versions
+
+        versions = root_versions(app)
+        present = {r.kind for r in found}
         for kind in RootKind:
-            versions = [r for r in found if r.kind is kind]
-            if not versions:
+            if kind not in present:
                 roots.append({"kind": kind.value, "label": None, "version": None, "current": False, "sealed": None})
-            for r in versions:
-                roots.append(
-                    {
-                        "kind": kind.value,
-                        "label": r.label,
-                        "version": r.version,
-                        "current": r is versions[-1],
-                        "sealed": usage.get(r.label, 0) if kind is RootKind.KEK else None,
-                    }
-                )
+        for v in versions:
+            # state: current / old (on the token) / retired (destroyed); references
+            # per table, counted from the data (None: cannot be known).
+            roots.append(
+                {
+                    "kind": v["kind"],
+                    "label": v["label"],
+                    "version": v["version"],
+                    "current": v["state"] == "current",
+                    "sealed": v["referenced"] if v["kind"] == RootKind.KEK.value else None,
+                    "state": v["state"],
+                    "references": v["references"],
+                    "referenced": v["referenced"],
+                }
+            )
         hsm["unwrap_template"] = _unwrap_template(app)
     except HsmError as exc:
         hsm["error"] = str(exc)
@@ -181,9 +181,11 @@ def collect(app: Appliance) -> list[str]:
             if root["label"] is None:
                 lines.append(f"root {root['kind']:<7}  MISSING: run `coffre init`")
                 continue
-            current = " (current)" if root["current"] else ""
+            state = f" ({root.get('state', 'current' if root['current'] else 'old')})"
             sealed = f", protects {root['sealed']} sealed blobs" if root["sealed"] is not None else ""
-            lines.append(f"root {root['kind']:<7}  {root['label']}{current}{sealed}")
+            refs = root.get("referenced")
+            referenced = "" if root["sealed"] is not None else (f", {refs} references" if refs is not None else "")
+            lines.append(f"root {root['kind']:<7}  {root['label']}{state}{sealed}{referenced}")
         policy = hsm.get("unwrap_template") or {}
         state = {True: "enforced", False: "NOT enforced", None: "unknown"}[policy.get("enforced")]
         lines.append(f"unwrap templates: {state} ({policy.get('detail', '')})")

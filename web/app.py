@@ -15,7 +15,9 @@ from appliance.core import Appliance
 from appliance.mail import MailTask
 from appliance.sends import SendSweeper
 from web.controllers.auth import AuthController
+from web.controllers.folders import FoldersController
 from web.controllers.health import healthz
+from web.controllers.history import HistoryController
 from web.controllers.items import ItemsController
 from web.controllers.me_sessions import MySessionsController
 from web.controllers.metrics import metrics
@@ -116,6 +118,8 @@ def create_app(appliance: Appliance) -> Litestar:
             AuthController,
             UsersController,
             VaultsController,
+            FoldersController,
+            HistoryController,
             ItemsController,
             MySessionsController,
             RecoveryController,

@@ -22,12 +22,14 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from appliance.config import CryptoSettings
-from appliance.items import FIELDS, ItemFields
+from appliance.items import ItemFields
 from appliance.sends.models import Send
 from hsm.errors import DecryptionFailed
 from hsm.keystore import Keystore
 from hsm.labels import RootKind
 
+# What a send copies: the item's fields but its TOTP secret (a second factor is not passed on).
+FIELDS = ("title", "username", "password", "url", "notes")
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
 CODE_LENGTH = 12
 _NONCE = 12

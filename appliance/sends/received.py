@@ -7,7 +7,6 @@ from the token wrapped to their public key (and the KEK copy is gone).
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -164,7 +163,7 @@ class ReceivedSends:
         """Copy into a vault (or folder) the caller can write; the send is then destroyed."""
         with self.app.keystore.work() as work:
             send, fields = self._one(work, principal, send_id)
-        values = {name: getattr(fields, name) for name in ("title", "username", "password", "url", "notes")}
+        values = {name: getattr(fields, name) for name in crypto.FIELDS}
         if not isinstance(vault_id, str):
             raise NotFound("no such vault")
         item = self._create_item(principal, vault_id, values, folder_id)
@@ -176,12 +175,8 @@ class ReceivedSends:
         return item
 
     def _create_item(self, principal: Principal, vault_id: str, values: dict[str, Any], folder_id: Any) -> ItemView:
-        create = self.app.items.create
-        if folder_id is None:
-            return create(principal, vault_id, values)
-        if "folder_id" in inspect.signature(create).parameters:
-            return create(principal, vault_id, values, folder_id=folder_id)  # type: ignore[call-arg]
-        raise NotFound("no such folder")
+        """Items.create checks that the caller may write there (vault role and folder access)."""
+        return self.app.items.create(principal, vault_id, values, folder_id=folder_id)
 
     def discard(self, principal: Principal, send_id: Any) -> None:
         """Destroy the copy unread (works even if the row was tampered with)."""

@@ -63,6 +63,12 @@ def test_the_outbox_body_is_sealed(mail_app, tmp_path: Path) -> None:  # type: i
         row = db.execute(select(MailMessage)).scalar_one()
     assert row.body_blob is not None and token.encode() not in row.body_blob
     assert row.kek_label and row.kek_label.startswith("coffre-kek-")
+    # The KEK rotation job finds it and opens it with the same associated data.
+    from appliance.keyops.registry import SEALED
+
+    [entry] = [e for e in SEALED if e.table == "mail_outbox"]
+    with mail_app.keystore.work() as work:
+        assert token.encode() in work.unseal(row.body_blob, entry.context({"id": row.id}))
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -137,3 +143,20 @@ def test_mail_config_is_checked() -> None:
     ):
         with pytest.raises(ConfigError):
             from_mapping({**base, "mail": bad})
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_account_locked_is_mailed(mail_client: TestClient, smtp: tuple[Inbox, int]) -> None:  # type: ignore[type-arg]
+    inbox, _ = smtp
+    app = mail_client.app.state.appliance
+    new_user(mail_client, app, "careless@example.com")
+    deliver(mail_client, inbox, 1)
+    for _ in range(app.settings.security.max_pin_failures):
+        ticket = mail_client.post(
+            "/api/v1/auth/login", json={"email": "careless@example.com", "password": "correct horse battery staple 42"}
+        ).json()["login_ticket"]
+        mail_client.post("/api/v1/auth/unlock", json={"login_ticket": ticket, "pin": "111111"})
+    deliver(mail_client, inbox, 2)
+    locked = inbox.to("careless@example.com")[-1]
+    assert locked["Subject"] == "Your Coffre account is locked"
+    assert "wrong PINs" in body(locked) and "111111" not in body(locked)

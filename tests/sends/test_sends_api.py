@@ -307,3 +307,43 @@ def test_opening_the_page_consumes_nothing(client: Any, app: Any) -> None:
     assert client.post(REVEAL.format(token), json={"code": code}).json()["password"] == SECRET
     gone = client.get(f"/s/{token}")
     assert gone.status_code == 404 and SECRET not in gone.text
+
+
+def test_save_into_a_folder(client: Any, app: Any) -> None:
+    alice = new_user(client, app, "alice@example.com")
+    bob = new_user(client, app, "bob@example.com")
+    vault = client.post("/api/v1/vaults", json={"name": "Bob's"}, headers=bob).json()["id"]
+    folder = client.post(f"/api/v1/vaults/{vault}/folders", json={"name": "Inbox"}, headers=bob).json()["id"]
+    r = client.post(
+        "/api/v1/sends", json={"secret": SECRET, "mode": "user", "recipient_email": "bob@example.com"}, headers=alice
+    )
+    send_id = r.json()["id"]
+    save = f"/api/v1/received/{send_id}/save"
+    assert client.post(save, json={"vault_id": vault, "folder_id": "0" * 32}, headers=bob).status_code == 404
+    r = client.post(save, json={"vault_id": vault, "folder_id": folder}, headers=bob)
+    assert r.status_code == 201, r.text
+    listed = client.get(f"/api/v1/vaults/{vault}/items?folder_id={folder}", headers=bob).json()
+    assert [i["id"] for i in listed] == [r.json()["id"]]
+
+
+def test_kek_rotation_finds_every_sealed_send_and_mail_body(client: Any, app: Any) -> None:
+    """The KEK rotation job re-seals through keyops.registry: its context builder
+    must open what the sends sealed (the outbox's: test_mail.py)."""
+    from sqlalchemy import text
+
+    from appliance.keyops.registry import SEALED
+
+    alice = new_user(client, app, "alice@example.com")
+    for body in (
+        {"secret": SECRET, "mode": "link"},
+        {"secret": SECRET, "mode": "code"},
+        {"secret": SECRET, "mode": "user", "recipient_email": "nobody-yet@example.com"},
+    ):
+        assert client.post("/api/v1/sends", json=body, headers=alice).status_code == 201
+    [entry] = [e for e in SEALED if e.table == "sends"]
+    cols = ", ".join(sorted({entry.id_column, entry.blob_column, *entry.reads}))
+    with app.keystore.work() as work, app.db.read() as db:
+        rows = db.execute(text(f"SELECT {cols} FROM sends WHERE kek_label IS NOT NULL")).mappings().all()
+        for row in rows:
+            work.unseal(row["payload"], entry.context(row))
+    assert len(rows) == 3
