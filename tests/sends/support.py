@@ -5,10 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from appliance.core import Appliance
 from appliance.models import AuditEntry, Base
+
+# Storage-independent behaviour runs on SQLite only (the reveal, expiry, shredding and
+# concurrency tests run on PostgreSQL too).
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 SECRET = "Canary-Pa55word-7f3e91"
 

@@ -18,6 +18,7 @@ from appliance.status import collect, report
 from hsm.config import HsmConfig
 from tests.conftest import dismantle
 from tests.sends.conftest import Inbox, body, build_mail_app, deliver, mail_settings
+from tests.sends.support import sqlite_only
 from tests.support import FakeClock, free_port, new_user
 from web.app import create_app
 from web.observability import scrape
@@ -57,6 +58,7 @@ def test_a_rolled_back_request_sends_nothing(mail_client: TestClient, smtp: tupl
     assert len(inbox.messages) == 1
 
 
+@sqlite_only
 def test_the_outbox_body_is_sealed(mail_app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _, token = mail_app.accounts.invite("sealed@example.com", False)
     with mail_app.db.read() as db:
@@ -106,6 +108,7 @@ def test_a_dead_smtp_server_neither_fails_nor_slows_the_request(
         dismantle(app)
 
 
+@sqlite_only
 def test_retry_after_the_server_comes_back(mail_client: TestClient, smtp: tuple[Inbox, int], clock: FakeClock) -> None:  # type: ignore[type-arg]
     inbox, _ = smtp
     app = mail_client.app.state.appliance

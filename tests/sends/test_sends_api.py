@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from appliance.sends.models import Send
-from tests.sends.support import SECRET, events, token_of, vault_with_item
+from tests.sends.support import SECRET, events, sqlite_only, token_of, vault_with_item
 from tests.support import FakeClock, enroll, login, new_user
 
 REVEAL = "/api/v1/public/sends/{}/reveal"
@@ -55,6 +55,7 @@ def test_link_send_reveals_once_then_is_shredded(client: Any, app: Any) -> None:
     assert events(app) == ["send.created", "send.revealed"]
 
 
+@sqlite_only
 def test_view_limit_counts_down(client: Any, app: Any) -> None:
     alice = new_user(client, app, "alice@example.com")
     r = client.post("/api/v1/sends", json={"secret": SECRET, "mode": "link", "max_views": 3}, headers=alice)
@@ -139,6 +140,7 @@ def test_user_send_received_saved(client: Any, app: Any) -> None:
     assert client.delete(f"/api/v1/sends/{send_id}", headers=alice).status_code == 409
 
 
+@sqlite_only
 def test_user_send_discarded(client: Any, app: Any) -> None:
     alice = new_user(client, app, "alice@example.com")
     bob = new_user(client, app, "bob@example.com")
@@ -172,6 +174,7 @@ def test_user_send_to_unknown_address_invites_and_delivers_after_enrollment(clie
     assert "send.delivered" in events(app)
 
 
+@sqlite_only
 def test_a_send_cannot_invite_an_administrator_or_a_disabled_user(client: Any, app: Any) -> None:
     admin = new_user(client, app, "admin@example.com", admin=True)
     alice = new_user(client, app, "alice@example.com")
@@ -213,6 +216,7 @@ def test_expiry_via_the_clock_and_the_sweeper(client: Any, app: Any, clock: Fake
     assert app.sends.sweep() == 0
 
 
+@sqlite_only
 def test_revoked_send(client: Any, app: Any) -> None:
     alice = new_user(client, app, "alice@example.com")
     bob = new_user(client, app, "bob@example.com")
@@ -227,6 +231,7 @@ def test_revoked_send(client: Any, app: Any) -> None:
     assert "send.revoked" in events(app)
 
 
+@sqlite_only
 def test_every_refusal_is_the_same_404(client: Any, app: Any, clock: FakeClock) -> None:
     alice = new_user(client, app, "alice@example.com")
 
@@ -276,6 +281,7 @@ def test_bad_shapes_are_400(sqlite_client: Any, sqlite_app: Any) -> None:
     assert sqlite_client.post(REVEAL.format("cfx_" + "A" * 43), json={"code": 5}).status_code == 400
 
 
+@sqlite_only
 def test_sending_an_item_needs_read_access(client: Any, app: Any) -> None:
     alice = new_user(client, app, "alice@example.com")
     mallory = new_user(client, app, "mallory@example.com")
@@ -291,6 +297,7 @@ def test_public_reveal_is_rate_limited(sqlite_client: Any, sqlite_app: Any) -> N
     assert codes[:30] == [404] * 30 and codes[30] == 429
 
 
+@sqlite_only
 def test_opening_the_page_consumes_nothing(client: Any, app: Any) -> None:
     alice = new_user(client, app, "alice@example.com")
     r = client.post("/api/v1/sends", json={"secret": SECRET, "mode": "code"}, headers=alice)
@@ -309,6 +316,7 @@ def test_opening_the_page_consumes_nothing(client: Any, app: Any) -> None:
     assert gone.status_code == 404 and SECRET not in gone.text
 
 
+@sqlite_only
 def test_save_into_a_folder(client: Any, app: Any) -> None:
     alice = new_user(client, app, "alice@example.com")
     bob = new_user(client, app, "bob@example.com")
@@ -326,6 +334,7 @@ def test_save_into_a_folder(client: Any, app: Any) -> None:
     assert [i["id"] for i in listed] == [r.json()["id"]]
 
 
+@sqlite_only
 def test_kek_rotation_finds_every_sealed_send_and_mail_body(client: Any, app: Any) -> None:
     """The KEK rotation job re-seals through keyops.registry: its context builder
     must open what the sends sealed (the outbox's: test_mail.py)."""

@@ -15,7 +15,7 @@ from appliance.errors import NotFound
 from appliance.models import User
 from appliance.sends.models import Send
 from tests.sends.conftest import Inbox, body, deliver
-from tests.sends.support import SECRET, dump, events, token_of, vault_with_item
+from tests.sends.support import SECRET, dump, events, sqlite_only, token_of, vault_with_item
 from tests.support import FakeClock, new_user
 from web.server import redact_send_tokens
 
@@ -84,6 +84,7 @@ def test_db_writer_cannot_point_a_link_at_their_own_token(client: Any, app: Any)
         {"state": "pending"},
     ],
 )
+@sqlite_only
 def test_db_writer_cannot_raise_a_sends_limits(client: Any, app: Any, clock: FakeClock, change: dict[str, Any]) -> None:
     alice = new_user(client, app, "alice@example.com")
     r = client.post(
@@ -120,6 +121,7 @@ def test_db_writer_cannot_redirect_a_user_send(client: Any, app: Any) -> None:
     assert "integrity.failed" in events(app, "integrity.")
 
 
+@sqlite_only
 def test_db_writer_cannot_plant_a_send(client: Any, app: Any) -> None:
     """A copy of Bob's send row re-addressed (new id, same wrapped key) opens nothing."""
     alice = new_user(client, app, "alice@example.com")
