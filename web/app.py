@@ -12,6 +12,8 @@ from litestar.routes import HTTPRoute
 
 from appliance.auditops import AuditTask
 from appliance.core import Appliance
+from appliance.mail import MailTask
+from appliance.sends import SendSweeper
 from web.controllers.auth import AuthController
 from web.controllers.folders import FoldersController
 from web.controllers.health import healthz
@@ -20,6 +22,7 @@ from web.controllers.items import ItemsController
 from web.controllers.me_sessions import MySessionsController
 from web.controllers.metrics import metrics
 from web.controllers.recovery import RecoveryController
+from web.controllers.sends import SendsController
 from web.controllers.users import UsersController
 from web.controllers.vaults import VaultsController
 from web.deps import appliance as appliance_dep
@@ -103,6 +106,9 @@ def create_app(appliance: Appliance) -> Litestar:
     # Audit forwarding and hourly anchors, off the request path (one per process;
     # a lease in the database lets only one of them send).
     audit_task = AuditTask(appliance)
+    # E-mail delivery and the sweeper that destroys expired sends, off the request path.
+    mail_task = MailTask(appliance)
+    sweeper = SendSweeper(appliance)
     watch = install(appliance)
     observer = RequestObserver(watch)
     app = Litestar(
@@ -117,6 +123,7 @@ def create_app(appliance: Appliance) -> Litestar:
             ItemsController,
             MySessionsController,
             RecoveryController,
+            SendsController,
             *routers(),
         ],
         dependencies={"appliance": Provide(appliance_dep, sync_to_thread=False)},
@@ -127,6 +134,8 @@ def create_app(appliance: Appliance) -> Litestar:
                 "appliance": appliance,
                 "work_gate": FairGate(appliance.settings.server.concurrent_operations),
                 "audit_task": audit_task,
+                "mail_task": mail_task,
+                "send_sweeper": sweeper,
                 "pool_watch": watch,
                 "metrics_token": appliance.settings.metrics.token(),
             }
@@ -136,8 +145,8 @@ def create_app(appliance: Appliance) -> Litestar:
         openapi_config=openapi_config(),
         middleware=[observer.middleware],
         before_send=[_security_headers, _options_allow, observer.unmatched],
-        on_startup=[audit_task.start],
-        on_shutdown=[audit_task.stop, appliance.close],
+        on_startup=[audit_task.start, mail_task.start, sweeper.start],
+        on_shutdown=[audit_task.stop, mail_task.stop, sweeper.stop, appliance.close],
         logging_config=None,
         debug=False,
     )

@@ -82,6 +82,23 @@ def _recovery_request(row: Row) -> bytes:
     return _request_context(row["id"])
 
 
+def _mail_body(row: Row) -> bytes:
+    from appliance.mail.outbox import body_context
+
+    return body_context(row["id"])
+
+
+def _send_payload(row: Row) -> bytes:
+    """A send's KEK layer: code and link sends, and user sends waiting for the recipient's
+    enrollment (stage "kek"); a user send under its own key has no KEK label."""
+    from types import SimpleNamespace
+
+    from appliance.sends.crypto import payload_context
+
+    send = SimpleNamespace(**{k: row[k] for k in ("id", "mode", "sender_id", "recipient_id", "token_hash")})
+    return payload_context(send, "kek" if row["mode"] == "user" else row["mode"])  # type: ignore[arg-type]
+
+
 SEALED: tuple[SealedColumn, ...] = (
     SealedColumn("users", "id", "private_key_blob", "kek_label", _user_key),
     SealedColumn("sessions", "id", "key_blob", "kek_label", _session_key, reads=("user_id",)),
@@ -95,4 +112,8 @@ SEALED: tuple[SealedColumn, ...] = (
         also=_recovery_config_mac,
     ),
     SealedColumn("recovery_requests", "id", "private_blob", None, _recovery_request),
+    SealedColumn("mail_outbox", "id", "body_blob", "kek_label", _mail_body),
+    SealedColumn(
+        "sends", "id", "payload", "kek_label", _send_payload, reads=("mode", "sender_id", "recipient_id", "token_hash")
+    ),
 )
