@@ -10,7 +10,9 @@ as a failure).
   (``Integrity.changing`` on the vault's bucket, under its lock);
 - sessions: the idle MAC (compare-and-swap on ``last_seen_at``: a request that
   touched the session meanwhile wins, the sweep takes it again) and the row MACs;
-- recovery: the configuration's and each escrow's MAC.
+- recovery: the configuration's and each escrow's MAC;
+- sends: each send's row MAC and the binding of its wrapped key (under a row lock,
+  each only after the old one verifies).
 
 Not moved (they reference the old version until they go): one-time tokens and
 login tickets (they expire), and the recovery configuration's share prints (they
@@ -28,9 +30,11 @@ from appliance.bindings import (
     bind_folder_key,
     bind_member_key,
     bind_public_key,
+    bind_send_key,
     folder_key_is_bound,
     member_key_is_bound,
     public_key_is_bound,
+    send_key_is_bound,
 )
 from appliance.integrity import MEMBER, BrokenRow, Domain, macs
 from appliance.integrity.rows import FOLDER_KEY
@@ -46,6 +50,7 @@ from appliance.models import (
     User,
     VaultMember,
 )
+from appliance.sends.models import Send
 
 if TYPE_CHECKING:
     from appliance.core import Appliance
@@ -256,5 +261,34 @@ class RecoveryBindings(_BucketMover):
         return True
 
 
+class SendBindings(_BucketMover):
+    name, table = "sends.bind", "sends"
+
+    def __init__(self, app: Appliance) -> None:
+        super().__init__()
+        self.app = app
+
+    def _keys(self, app: Appliance, target: str, after: str | None = None, limit: int | None = None) -> list[str]:
+        query = select(Send.id).where(or_(_stale(Send.mac, target), _stale(Send.wrapped_key_mac, target)))
+        if after is not None:
+            query = query.where(Send.id > after)
+        with app.db.read() as db:
+            return list(db.execute(query.order_by(Send.id).limit(limit)).scalars())
+
+    def apply(self, db: Any, work: Work, row: Row, values: dict[str, Any]) -> bool:
+        send = db.execute(select(Send).where(Send.id == row["id"]).with_for_update()).scalar_one_or_none()
+        if send is None:
+            return True
+        sends = self.app.sends.service
+        if not sends.row_ok(work, send):
+            raise RowRefused("the send's MAC does not verify")
+        if send.wrapped_key is not None and send.recipient_id is not None:
+            if not send_key_is_bound(work, send.id, send.recipient_id, send.wrapped_key, send.wrapped_key_mac):
+                raise RowRefused("the send key's binding does not verify")
+            send.wrapped_key_mac = bind_send_key(work, send.id, send.recipient_id, send.wrapped_key)
+        sends.seal_row(work, send)
+        return True
+
+
 def bind_movers(app: Appliance) -> list[_BucketMover]:
-    return [UserBindings(app), VaultBindings(app), SessionBindings(app), RecoveryBindings(app)]
+    return [UserBindings(app), VaultBindings(app), SessionBindings(app), RecoveryBindings(app), SendBindings(app)]

@@ -42,6 +42,8 @@ BIND_MACS: tuple[tuple[str, str], ...] = (
     ("recovery_config", "mac"),
     ("recovery_config", "share_prints"),
     ("recovery_escrows", "mac"),
+    ("sends", "mac"),
+    ("sends", "wrapped_key_mac"),
 )
 AUDIT_MACS: tuple[tuple[str, str], ...] = (("audit_head", "head_mac"),)
 

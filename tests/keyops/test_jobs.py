@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.keyops.helpers import deploy
+from tests.keyops.helpers import deploy, login
 from tests.support import run_cli
 
 
@@ -270,6 +270,14 @@ def test_bind_rotation_remakes_every_binding_and_row_mac(shared):
         )
         assert r.status_code == 201, r.text
         d.items[r.json()["id"]] = "folder-secret"
+        # Sends: one to a user (its wrapped key is bound), one under a code (row MAC only).
+        to_user = http.post(
+            "/api/v1/sends",
+            json={"secret": "sent-to-user2", "mode": "user", "recipient_email": d.users[2]},
+            headers=admin,
+        )
+        by_code = http.post("/api/v1/sends", json={"secret": "sent-by-code", "mode": "code"}, headers=admin)
+        assert to_user.status_code == 201 and by_code.status_code == 201, to_user.text + by_code.text
     with _db(d) as db:
         assert db.execute("select count(*) from folder_keys").fetchone()[0] >= 2
     r = d.cli("keys", "rotate", "bind", "--json")
@@ -287,6 +295,14 @@ def test_bind_rotation_remakes_every_binding_and_row_mac(shared):
             assert {m.split(":")[0] for row in rows for m in row} == {"coffre-bind-v2"}, table
         for table in ("folders", "folder_access"):
             assert {v.split(":")[0] for (v,) in db.execute(f"select row_mac from {table}")} == {"coffre-bind-v2"}
+        send_macs = db.execute("select mac, wrapped_key_mac from sends").fetchall()
+        assert {m.split(":")[0] for row in send_macs for m in row if m} == {"coffre-bind-v2"}, send_macs
+    with d.http() as http:  # the moved bindings still open: the send reaches user2, the code send reveals
+        received = http.get("/api/v1/received", headers=login(http, d.users[2]))
+        assert received.status_code == 200 and len(received.json()) == 1, received.text
+        token = by_code.json()["url"].rsplit("/", 1)[-1]
+        revealed = http.post(f"/api/v1/public/sends/{token}/reveal", json={"code": by_code.json()["code"]})
+        assert revealed.status_code == 200 and revealed.json()["password"] == "sent-by-code", revealed.text
     # What cannot move (one-time tokens expire; they were MACed under v1) keeps v1.
     refused = d.cli("keys", "retire", "coffre-bind-v1", "--json")
     assert refused.returncode == 1
