@@ -445,6 +445,11 @@ class Work:
 
         return private_keys.from_inner(self, inner, caller_key, key_ref, context)
 
+    def private_key_ukw_label(self, blob: bytes, context: bytes) -> str | None:
+        from hsm import private_keys
+
+        return private_keys.ukw_label(self, blob, context)
+
     def private_key_format(self, blob: bytes, context: bytes) -> str:
         from hsm import private_keys
 

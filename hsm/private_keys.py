@@ -53,12 +53,19 @@ NONCE = 12
 # -- the middle layer (caller's key, in the process) -----------------------------------
 
 
-def _seal_middle(key: bytes, key_ref: str, plaintext: bytes, context: bytes) -> bytes:
+# The middle layer's key reference names the caller key and, after ``;``, the user-key
+# root version that wrapped the inner layer: readable by whoever opens the outer layer in
+# the token (``ukw_label``), so retiring a ukw version counts its users from the data.
+UKW_SEPARATOR = ";"
+
+
+def _seal_middle(key: bytes, key_ref: str, inner: bytes, context: bytes) -> bytes:
     if len(key) != 32:
         raise ValueError("caller keys are 256-bit")
     nonce = os.urandom(NONCE)
-    header = Envelope(Algorithm.AES_256_GCM, key_ref, nonce, b"").header()
-    return header + AESGCM(key).encrypt(nonce, plaintext, header + context)
+    ref = f"{key_ref.split(UKW_SEPARATOR)[0]}{UKW_SEPARATOR}{Envelope.decode(inner).key_ref}"
+    header = Envelope(Algorithm.AES_256_GCM, ref, nonce, b"").header()
+    return header + AESGCM(key).encrypt(nonce, inner, header + context)
 
 
 def _open_middle(key: bytes, middle: bytes, context: bytes) -> bytes:
@@ -198,6 +205,18 @@ def from_inner(work: Work, inner: bytes, caller_key: bytes, key_ref: str, contex
     under a new PIN's key). The inner layer is checked to open in the token first."""
     _unwrap_inner(work, inner)
     return work.seal(_seal_middle(caller_key, key_ref, inner, context), context)
+
+
+def ukw_label(work: Work, blob: bytes, context: bytes) -> str | None:
+    """The user-key root version under a format 2 blob's inner layer, read from the
+    middle layer's authenticated header after the token opens the outer layer; ``None``
+    for format 1 and for format 2 blobs written before the label was recorded."""
+    middle = Envelope.decode(work.unseal(blob, context))
+    if middle.algorithm is not Algorithm.AES_256_GCM or UKW_SEPARATOR not in middle.key_ref:
+        return None
+    label = middle.key_ref.split(UKW_SEPARATOR, 1)[1]
+    parsed = parse_label(label)
+    return label if parsed is not None and parsed[0] is RootKind.UKW else None
 
 
 def blob_format(work: Work, blob: bytes, context: bytes) -> str:

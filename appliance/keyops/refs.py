@@ -7,8 +7,8 @@
   recovery MACs);
 - audit: the audit entries' key labels and the head's MAC;
 - pepper: users' password hashes and PIN keys;
-- ukw: users whose key pair was made while the version was the newest, known from
-  the rotation jobs that replaced it (``None``: unknown, and retirement is refused).
+- ukw: users' private keys and recovery escrows, by the version each inner layer
+  names (appliance/keyops/ukw.py; ``None``: unknown, and retirement is refused).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, func, or_, select
+from sqlalchemy import Table, func, select
 
-from appliance.models import AuditEntry, Base, KeyJob, User
+from appliance.models import AuditEntry, Base, User
 from hsm.labels import RootKind, parse_label
 
 if TYPE_CHECKING:
@@ -76,23 +76,11 @@ def kek_usage(app: Appliance) -> dict[str, dict[str, int]]:
     return usage
 
 
-def _ukw_counts(app: Appliance, label: str, version: int) -> dict[str, int] | None:
-    """Users whose pair was made while ``label`` was the newest ukw version."""
-    parsed_next = f"coffre-ukw-v{version + 1}"
-    with app.db.read() as db:
-        start = None
-        if version > 1:
-            start = db.execute(select(KeyJob.switched_at).where(KeyJob.kind == "ukw", KeyJob.target == label)).scalar()
-            if start is None:
-                return None
-        end = db.execute(select(KeyJob.switched_at).where(KeyJob.kind == "ukw", KeyJob.target == parsed_next)).scalar()
-        query = select(func.count()).where(User.private_key_blob.is_not(None))
-        if start is not None:
-            query = query.where(User.key_created_at >= start)
-        if end is not None:
-            query = query.where(or_(User.key_created_at.is_(None), User.key_created_at < end))
-        n = int(db.execute(query).scalar_one())
-    return {"users.private_key_blob": n} if n else {}
+def _ukw_counts(app: Appliance, label: str) -> dict[str, int] | None:
+    """Private keys and escrows whose inner layer ``label`` wraps, read from the data."""
+    from appliance.keyops import ukw
+
+    return ukw.references(app, label)
 
 
 def references(app: Appliance, label: str, kek: dict[str, dict[str, int]] | None = None) -> dict[str, int] | None:
@@ -100,7 +88,7 @@ def references(app: Appliance, label: str, kek: dict[str, dict[str, int]] | None
     parsed = parse_label(label)
     if parsed is None:
         return {}
-    kind, version = parsed
+    kind, _version = parsed
     if kind is RootKind.KEK:
         return dict((kek if kek is not None else kek_usage(app)).get(label, {}))
     if kind is RootKind.BIND:
@@ -121,7 +109,7 @@ def references(app: Appliance, label: str, kek: dict[str, dict[str, int]] | None
                 if n:
                     counts[name] = n
         return counts
-    return _ukw_counts(app, label, version)
+    return _ukw_counts(app, label)
 
 
 def root_versions(app: Appliance) -> list[dict[str, Any]]:

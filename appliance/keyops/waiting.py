@@ -10,9 +10,10 @@
 - *ukw*: the inner layer of a private key is the key itself wrapped by the token,
   and the token unwraps it only as non-extractable: it can never be wrapped again,
   under any key, by anyone (that is the point). A new ukw version therefore moves
-  a user only with a new key pair: the job asks for one for every user whose pair
-  predates the new version (made at their next unlock, as `coffre user
-  rotate-key` does) and waits like the pepper job.
+  a user only with a new key pair: the job asks for one for every user whose key
+  is not under the new version (made at their next unlock, as `coffre user
+  rotate-key` does) and waits like the pepper job. Which version each key is
+  under is read from the data (appliance/keyops/ukw.py), never from timestamps.
 """
 
 from __future__ import annotations
@@ -46,39 +47,47 @@ def pepper_usage(app: Appliance) -> dict[str, int]:
 
 
 def users_left(app: Appliance, kind: str, target: str, switched_at: float | None) -> int:
-    with app.db.read() as db:
-        if kind == "pepper":
+    if kind == "pepper":
+        with app.db.read() as db:
             query = select(func.count()).where(
                 _enrolled(),
                 or_(User.password_pepper != target, User.pin_pepper != target),
             )
-        else:
-            query = select(func.count()).where(User.private_key_blob.is_not(None), User.status != "deleted")
-            if switched_at is not None:
-                query = query.where(or_(User.key_created_at.is_(None), User.key_created_at < switched_at))
-        return int(db.execute(query).scalar_one())
+            return int(db.execute(query).scalar_one())
+    # ukw: counted from the data (a pair a node made under the old version while its
+    # root cache was stale still counts as left).
+    return len(_not_on(app, target))
 
 
-def _request_new_pairs(app: Appliance, switched_at: float) -> int:
+def _not_on(app: Appliance, target: str) -> list[str]:
+    from appliance.keyops.ukw import user_labels
+
+    with app.db.read() as db:
+        live = set(db.execute(select(User.id).where(User.status != "deleted")).scalars())
+    return sorted(u for u, label in user_labels(app).items() if label != target and u in live)
+
+
+def _request_new_pairs(app: Appliance, target: str) -> int:
+    """Ask for a new pair for each active user whose key is not under ``target`` and
+    who has no request pending (each run: a pair made meanwhile under the old
+    version is asked for again)."""
+    left = set(_not_on(app, target))
     with app.db.read() as db:
         ids = list(
-            db.execute(
-                select(User.id).where(
-                    User.status == "active",
-                    User.key_rotation_due.is_(False),
-                    or_(User.key_created_at.is_(None), User.key_created_at < switched_at),
-                )
-            ).scalars()
+            db.execute(select(User.id).where(User.status == "active", User.key_rotation_due.is_(False))).scalars()
         )
+    asked = 0
     for user_id in ids:
-        app.userkeys.request_rotation(None, user_id)
-    return len(ids)
+        if user_id in left:
+            app.userkeys.request_rotation(None, user_id)
+            asked += 1
+    return asked
 
 
 def run_waiting(app: Appliance, store: JobStore, job: KeyJob, options: Options) -> JobView:
     detail: dict[str, Any] = json.loads(job.detail or "{}")
-    if job.kind == "ukw" and not detail.get("requested") and job.switched_at is not None:
-        detail["requested"] = _request_new_pairs(app, job.switched_at)
+    if job.kind == "ukw" and job.switched_at is not None:
+        detail["requested"] = detail.get("requested", 0) + _request_new_pairs(app, job.target)
     left = users_left(app, job.kind, job.target, job.switched_at)
     detail["users_left"] = left
     if job.kind == "pepper":

@@ -246,6 +246,17 @@ def test_ukw_rotation_gives_each_user_a_new_pair_at_their_next_unlock(shared):
     view = json.loads(first.stdout.splitlines()[-1])
     assert view["state"] == "waiting" and view["detail"]["users_left"] == 3 and view["detail"]["requested"] == 3
     time.sleep(1.2)
+    # A database writer who makes every key look new (timestamps, job rows) changes nothing:
+    # which version wraps each key is read from the keys themselves.
+    with _db(d) as db:
+        db.execute("update users set key_created_at = 4102444800")
+        db.execute("update key_jobs set switched_at = 0 where kind = 'ukw'")
+        db.commit()
+    forged = d.cli("keys", "retire", "coffre-ukw-v1", "--json")
+    assert forged.returncode == 1, forged.stdout
+    assert json.loads(forged.stdout)["references"] == {"users.private_key_blob": 3}, forged.stdout
+    again = json.loads(d.cli("keys", "rotate", "ukw", "--json").stdout.splitlines()[-1])
+    assert again["state"] == "waiting" and again["detail"]["users_left"] == 3, again  # and asks again
     d.check_everything_opens()  # each unlock makes a new pair (under ukw v2) and re-wraps the vault key
     again = d.cli("keys", "rotate", "ukw", "--json")
     done = json.loads(again.stdout.splitlines()[-1])
