@@ -17,6 +17,7 @@ from sqlalchemy import Table, bindparam, func, select, update
 from appliance.keyops.registry import Row, SealedColumn
 from appliance.models import Base
 from hsm.envelope import HEADER_PREFIX, key_ref_of
+from hsm.labels import RootKind, parse_label
 
 if TYPE_CHECKING:
     from appliance.core import Appliance
@@ -84,8 +85,12 @@ class SealedMover:
             with app.db.read() as db:
                 chunk = db.execute(query.order_by(ident).limit(SCAN_CHUNK)).all()
             for row_id, prefix in chunk:
-                if prefix:
-                    yield str(row_id), key_ref_of(bytes(prefix))
+                label = key_ref_of(bytes(prefix)) if prefix else None
+                parsed = parse_label(label) if label else None
+                # A blob whose header names another key (a send under the recipient's
+                # own key) is not under any KEK version: nothing to move, nothing held.
+                if label is None or (parsed is not None and parsed[0] is RootKind.KEK):
+                    yield str(row_id), label
             if len(chunk) < SCAN_CHUNK:
                 return
             after = chunk[-1][0]

@@ -72,9 +72,12 @@ def test_dry_run_counts_and_changes_nothing(shared):
 
 def test_one_job_per_kind_a_live_lease_refuses_a_dead_one_is_taken_over(deployment):
     d = deployment
-    first = d.popen("keys", "rotate", "kek", "--batch", "2")
+    # Long pauses between batches: stopped there, it holds its lease but no database lock
+    # (stopped inside a write transaction, it would block the next command's writes).
+    first = d.popen("keys", "rotate", "kek", "--batch", "2", "--pause-ms", "2000")
     try:
         _wait_for(lambda: any(j["lease_holder"] for j in d.job_rows()))
+        time.sleep(0.3)
         first.send_signal(signal.SIGSTOP)  # alive, holding its lease, doing nothing
         second = d.cli("keys", "rotate", "kek")
         assert second.returncode == 1, second.stdout
