@@ -10,6 +10,7 @@ from appliance.accounts import Accounts
 from appliance.audit import AuditLog
 from appliance.config import Settings
 from appliance.db import Database
+from appliance.files import Files
 from appliance.integrity import Integrity
 from appliance.items import Items
 from appliance.login import Login
@@ -39,6 +40,7 @@ class Appliance:
         self.userkeys = UserKeys(self)
         self.vaults = Vaults(self)
         self.items = Items(self)
+        self.files = Files(self)
         self.offboarding = Offboarding(self)
         self.recovery = Recovery(self)
         self.recovery_requests = RecoveryRequests(self)

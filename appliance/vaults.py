@@ -395,6 +395,10 @@ class Vaults:
                     reencrypt_item(work, item, old_key, new_key, new_version)
                 except DecryptionFailed:
                     raise BrokenBinding("item", item.id) from None
+            try:  # file data keys are re-wrapped; file content is not touched
+                self.app.files.rewrap_vault(db, work, vault_id, old_key, new_key, new_version)
+            except DecryptionFailed:
+                raise BrokenBinding("file_key", vault_id) from None
             if member is not None:
                 db.delete(member)
             db.execute(delete(VaultRotationDue).where(VaultRotationDue.vault_id == vault_id))

@@ -13,6 +13,7 @@ from litestar.routes import HTTPRoute
 from appliance.auditops import AuditTask
 from appliance.core import Appliance
 from web.controllers.auth import AuthController
+from web.controllers.files import FilesController
 from web.controllers.health import healthz
 from web.controllers.items import ItemsController
 from web.controllers.me_sessions import MySessionsController
@@ -111,6 +112,7 @@ def create_app(appliance: Appliance) -> Litestar:
             UsersController,
             VaultsController,
             ItemsController,
+            FilesController,
             MySessionsController,
             RecoveryController,
             *routers(),

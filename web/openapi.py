@@ -66,6 +66,12 @@ ERRORS: dict[str, tuple[bool, tuple[int, ...]]] = {
     "updateItem": (True, (403, 404, 409, 422)),
     "patchItem": (True, (403, 404, 409, 422)),
     "deleteItem": (True, (403, 404)),
+    "uploadFile": (True, (403, 404, 409, 413, 422)),
+    "replaceFileContent": (True, (403, 404, 409, 413, 422)),
+    "listFiles": (True, (404,)),
+    "getFile": (True, (404, 409)),
+    "downloadFile": (True, (404, 409, 416)),
+    "deleteFile": (True, (403, 404)),
 }
 
 DESCRIPTIONS = {
