@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from appliance.errors import TooLarge
+from appliance.errors import IntegrityFailure, TooLarge
 from appliance.files import format as fmt
 from appliance.files.crypto import close_cipher
 from appliance.files.store import BlobReader, BlobWriter
@@ -116,7 +116,7 @@ class Download:
         except fmt.StreamError:
             self.close()
             self.on_failure()
-            raise
+            raise IntegrityFailure() from None
 
     def prepare(self, start: int = 0, end: int | None = None) -> None:
         self.start, self.end = start, (self.size - 1 if end is None else end)

@@ -8,7 +8,7 @@ import anyio.to_thread
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -50,8 +50,8 @@ class FilesController(Controller):
         appliance: NamedDependency[Appliance],
         request: Request[Any, Any, State],
         vault_id: FromPath[str],
-        name: str,
-        folder_id: str | None = None,
+        name: FromQuery[str],
+        folder_id: FromQuery[str | None] = None,
     ) -> FileOut:
         """The body is the file's bytes (`Content-Type: application/octet-stream`), streamed."""
         refuse_form(request)
