@@ -37,7 +37,9 @@ def store(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def files_app(database_url: str, hsm_config: HsmConfig, tmp_path: Path, clock: FakeClock, store: str) -> Iterator[Appliance]:
+def files_app(
+    database_url: str, hsm_config: HsmConfig, tmp_path: Path, clock: FakeClock, store: str
+) -> Iterator[Appliance]:
     app = build(database_url, hsm_config, tmp_path, clock, store=store)
     try:
         yield app

@@ -134,7 +134,7 @@ def principal_vault(app: Appliance, file_id: str) -> str:
 
 
 def test_swapped_wrapped_key_and_edited_size(files_app: Appliance, two_files: Any) -> None:
-    principal, a, b, body_a = two_files
+    principal, a, b, _ = two_files
     vb = version_of(files_app, b)
     with files_app.db.write() as db:
         db.execute(update(FileVersion).where(FileVersion.file_id == a).values(wrapped_key=vb.wrapped_key))
@@ -154,7 +154,7 @@ def test_swapped_wrapped_key_and_edited_size(files_app: Appliance, two_files: An
 
 
 def test_api_answers_one_generic_error(fclient: Any, files_app: Appliance, two_files: Any) -> None:
-    principal, a, b, _ = two_files
+    principal, a, _, _ = two_files
     va = version_of(files_app, a)
     parts = read_parts(files_app, va)
     write_parts(files_app, va, [parts[0], flip(parts[1], 3), *parts[2:]])
