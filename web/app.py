@@ -12,6 +12,7 @@ from litestar.routes import HTTPRoute
 
 from appliance.auditops import AuditTask
 from appliance.core import Appliance
+from appliance.files.task import FilesTask
 from web.controllers.auth import AuthController
 from web.controllers.files import FilesController
 from web.controllers.health import healthz
@@ -102,6 +103,7 @@ def create_app(appliance: Appliance) -> Litestar:
     # Audit forwarding and hourly anchors, off the request path (one per process;
     # a lease in the database lets only one of them send).
     audit_task = AuditTask(appliance)
+    files_task = FilesTask(appliance)
     watch = install(appliance)
     observer = RequestObserver(watch)
     app = Litestar(
@@ -134,8 +136,8 @@ def create_app(appliance: Appliance) -> Litestar:
         openapi_config=openapi_config(),
         middleware=[observer.middleware],
         before_send=[_security_headers, _options_allow, observer.unmatched],
-        on_startup=[audit_task.start],
-        on_shutdown=[audit_task.stop, appliance.close],
+        on_startup=[audit_task.start, files_task.start],
+        on_shutdown=[audit_task.stop, files_task.stop, appliance.close],
         logging_config=None,
         debug=False,
     )
