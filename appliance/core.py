@@ -19,6 +19,7 @@ from appliance.passwords import PasswordHasher
 from appliance.ratelimit import RateLimiter
 from appliance.recovery import Recovery, RecoveryRequests
 from appliance.sessions import Sessions
+from appliance.transfers import TransferAccess, Transfers
 from appliance.userkeys import UserKeys
 from appliance.vaults import Vaults
 from hsm.keystore import Keystore
@@ -41,6 +42,8 @@ class Appliance:
         self.vaults = Vaults(self)
         self.items = Items(self)
         self.files = Files(self)
+        self.transfers = Transfers(self)
+        self.transfer_access = TransferAccess(self)
         self.offboarding = Offboarding(self)
         self.recovery = Recovery(self)
         self.recovery_requests = RecoveryRequests(self)

@@ -14,7 +14,7 @@ from appliance.files.crypto import close_cipher
 from appliance.files.store import BlobReader, BlobWriter
 
 if TYPE_CHECKING:
-    from appliance.files.service import FileView
+    pass
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Upload:
     sealer: fmt.Sealer
     max_bytes: int
     limit_message: str
-    on_finish: Callable[[Upload], FileView]
+    on_finish: Callable[[Upload], Any]
     on_abort: Callable[[Upload], None]
     size: int = 0
     sha256: Any = field(default_factory=hashlib.sha256)
@@ -43,7 +43,7 @@ class Upload:
         for sealed in self.sealer.feed(data):
             self.writer.write_chunk(sealed)
 
-    def finish(self) -> FileView:
+    def finish(self) -> Any:
         if self.done:
             raise RuntimeError("upload already ended")
         try:

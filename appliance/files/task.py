@@ -1,5 +1,5 @@
-"""The periodic file work of each web process: ``gc`` of killed uploads (and the
-transfer sweeper once transfers exist). Every node may run it: each step is
+"""The periodic file work of each web process: the transfer sweeper (expiry, crypto-shred)
+and ``gc`` of killed uploads. Every node may run it: each step is
 idempotent. Failures are logged and retried at the next interval."""
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ class FilesTask:
         self._thread: threading.Thread | None = None
         self.steps: list[Callable[[], object]] = []
         from appliance.files.gc import collect
+        from appliance.transfers.shred import sweep
 
+        self.steps.append(lambda: sweep(app))
         self.steps.append(lambda: collect(app))
 
     def start(self) -> None:

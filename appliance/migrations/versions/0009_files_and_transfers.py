@@ -1,4 +1,4 @@
-"""files in vaults: versions with wrapped data keys, chunks (database store), uploads in progress
+"""files in vaults (versions, wrapped data keys, chunks, uploads in progress); transfers to outsiders
 
 Revision ID: 0009
 Revises: 0005
@@ -65,9 +65,90 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("blob_id"),
     )
     op.create_index("ix_file_uploads_started", "file_uploads", ["started_at"])
+    op.create_table(
+        "transfers",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("owner_id", sa.String(length=32), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("sent_at", sa.Float(), nullable=True),
+        sa.Column("expires_at", sa.Float(), nullable=False),
+        sa.Column("max_downloads", sa.Integer(), nullable=False),
+        sa.Column("failed_passwords", sa.Integer(), nullable=False),
+        sa.Column("active_downloads", sa.Integer(), nullable=False),
+        sa.Column("notify_downloads", sa.Boolean(), nullable=False),
+        sa.Column("pw_salt", sa.LargeBinary(), nullable=True),
+        sa.Column("pepper_label", sa.String(length=64), nullable=True),
+        sa.Column("kdf", sa.String(length=128), nullable=True),
+        sa.Column("wrapped_key", sa.LargeBinary(), nullable=True),
+        sa.Column("draft_blob", sa.LargeBinary(), nullable=True),
+        sa.Column("kek_label", sa.String(length=64), nullable=True),
+        sa.Column("message_ct", sa.LargeBinary(), nullable=True),
+        sa.Column("file_count", sa.Integer(), nullable=False),
+        sa.Column("total_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("shredded_at", sa.Float(), nullable=True),
+        sa.ForeignKeyConstraint(["owner_id"], ["users.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_transfers_owner_id", "transfers", ["owner_id"])
+    op.create_index("ix_transfers_expires_at", "transfers", ["expires_at"])
+    op.create_table(
+        "transfer_files",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("transfer_id", sa.String(length=32), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.Column("chunk_size", sa.Integer(), nullable=False),
+        sa.Column("wrapped_key", sa.LargeBinary(), nullable=False),
+        sa.Column("meta_ct", sa.LargeBinary(), nullable=False),
+        sa.Column("blob_id", sa.String(length=32), nullable=False),
+        sa.Column("store", sa.String(length=16), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(["transfer_id"], ["transfers.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("blob_id"),
+    )
+    op.create_index("ix_transfer_files_transfer_id", "transfer_files", ["transfer_id"])
+    op.create_table(
+        "transfer_recipients",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("transfer_id", sa.String(length=32), nullable=False),
+        sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=True),
+        sa.Column("downloads", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["transfer_id"], ["transfers.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("token_hash"),
+    )
+    op.create_index("ix_transfer_recipients_transfer_id", "transfer_recipients", ["transfer_id"])
+    op.create_table(
+        "transfer_grants",
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("transfer_id", sa.String(length=32), nullable=False),
+        sa.Column("recipient_id", sa.String(length=32), nullable=False),
+        sa.Column("expires_at", sa.Float(), nullable=False),
+        sa.Column("key_blob", sa.LargeBinary(), nullable=False),
+        sa.ForeignKeyConstraint(["transfer_id"], ["transfers.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("token_hash"),
+    )
+    op.create_index("ix_transfer_grants_transfer_id", "transfer_grants", ["transfer_id"])
+    op.create_table(
+        "transfer_events",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("transfer_id", sa.String(length=32), nullable=False),
+        sa.Column("recipient_id", sa.String(length=32), nullable=True),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("at", sa.Float(), nullable=False),
+        sa.Column("client_addr", sa.String(length=64), nullable=True),
+        sa.Column("detail", sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(["transfer_id"], ["transfers.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_transfer_events_transfer_id", "transfer_events", ["transfer_id"])
 
 
 def downgrade() -> None:
+    for table in ("transfer_events", "transfer_grants", "transfer_recipients", "transfer_files", "transfers"):
+        op.drop_table(table)
     op.drop_table("file_uploads")
     op.drop_table("file_chunks")
     op.drop_index("ix_file_versions_created_by", table_name="file_versions")

@@ -1,0 +1,92 @@
+"""Tables of transfers to outsiders. The transfer key exists at rest only wrapped
+under the sender's password (HSM pepper + Argon2id), and while the transfer is a
+draft, sealed under the KEK (``draft_blob``/``kek_label``, erased at send)."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from appliance.models import Base
+
+
+class Transfer(Base):
+    __tablename__ = "transfers"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # draft | sent | locked | completed | expired | revoked
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[float] = mapped_column(Float)
+    sent_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    max_downloads: Mapped[int] = mapped_column(Integer)
+    failed_passwords: Mapped[int] = mapped_column(Integer, default=0)
+    active_downloads: Mapped[int] = mapped_column(Integer, default=0)
+    notify_downloads: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Password wrapping: Argon2id(HMAC(pepper, "transfer" || id || password), salt) -> AES-256-GCM.
+    pw_salt: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    pepper_label: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    kdf: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # The draft's copy of the transfer key, sealed under the KEK; None once sent.
+    draft_blob: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    kek_label: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The sender's message, AES-256-GCM under the transfer key.
+    message_ct: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    file_count: Mapped[int] = mapped_column(Integer, default=0)
+    total_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    shredded_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class TransferFile(Base):
+    __tablename__ = "transfer_files"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    transfer_id: Mapped[str] = mapped_column(ForeignKey("transfers.id", ondelete="CASCADE"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    chunk_size: Mapped[int] = mapped_column(Integer)
+    # Data key under the transfer key; {"name", "sha256"} under the transfer key.
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    meta_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    blob_id: Mapped[str] = mapped_column(String(32), unique=True)
+    store: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class TransferRecipient(Base):
+    __tablename__ = "transfer_recipients"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    transfer_id: Mapped[str] = mapped_column(ForeignKey("transfers.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    # SHA-256 of the link's token (the token itself is only in the link).
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    downloads: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TransferGrant(Base):
+    """An unlock's short-lived download token: the transfer key sealed under a
+    key derived (HKDF) from the token, which only the recipient holds."""
+
+    __tablename__ = "transfer_grants"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    transfer_id: Mapped[str] = mapped_column(ForeignKey("transfers.id", ondelete="CASCADE"), index=True)
+    recipient_id: Mapped[str] = mapped_column(String(32))
+    expires_at: Mapped[float] = mapped_column(Float)
+    key_blob: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class TransferEvent(Base):
+    """Receipts: what each recipient did, when, from which address."""
+
+    __tablename__ = "transfer_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    transfer_id: Mapped[str] = mapped_column(ForeignKey("transfers.id", ondelete="CASCADE"), index=True)
+    recipient_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    kind: Mapped[str] = mapped_column(String(32))  # opened | unlocked | downloaded | failed_password
+    at: Mapped[float] = mapped_column(Float)
+    client_addr: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
