@@ -20,6 +20,7 @@ from web.controllers.items import ItemsController
 from web.controllers.me_sessions import MySessionsController
 from web.controllers.metrics import metrics
 from web.controllers.recovery import RecoveryController
+from web.controllers.transfers import PublicTransfersController, TransfersController
 from web.controllers.users import UsersController
 from web.controllers.vaults import VaultsController
 from web.deps import appliance as appliance_dep
@@ -115,6 +116,8 @@ def create_app(appliance: Appliance) -> Litestar:
             VaultsController,
             ItemsController,
             FilesController,
+            TransfersController,
+            PublicTransfersController,
             MySessionsController,
             RecoveryController,
             *routers(),

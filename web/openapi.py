@@ -72,6 +72,14 @@ ERRORS: dict[str, tuple[bool, tuple[int, ...]]] = {
     "getFile": (True, (404, 409)),
     "downloadFile": (True, (404, 409, 416)),
     "deleteFile": (True, (403, 404)),
+    "createTransfer": (True, (422,)),
+    "uploadTransferFile": (True, (404, 409, 413, 422)),
+    "addTransferFileFromVault": (True, (403, 404, 409, 413, 422)),
+    "sendTransfer": (True, (404, 409)),
+    "listTransfers": (True, ()),
+    "revokeTransfer": (True, (404,)),
+    "unlockTransfer": (False, (404,)),
+    "downloadTransferFile": (False, (404,)),
 }
 
 DESCRIPTIONS = {
