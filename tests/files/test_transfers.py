@@ -149,7 +149,7 @@ def test_parallel_downloads_at_the_limit(fclient: Any, files_app: Appliance) -> 
     def attempt() -> None:
         start.wait()
         try:
-            d, stream = files_app.transfer_access.download(token, fid, dl, "192.0.2.7")
+            _, stream = files_app.transfer_access.download(token, fid, dl, "192.0.2.7")
             assert b"".join(stream) == b"payload" * 1000
             results.append("ok")
         except NotFound:
