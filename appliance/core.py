@@ -20,6 +20,7 @@ from appliance.ratelimit import RateLimiter
 from appliance.recovery import Recovery, RecoveryRequests
 from appliance.sessions import Sessions
 from appliance.transfers import TransferAccess, Transfers
+from appliance.transfers.deposits import Deposits
 from appliance.userkeys import UserKeys
 from appliance.vaults import Vaults
 from hsm.keystore import Keystore
@@ -44,6 +45,7 @@ class Appliance:
         self.files = Files(self)
         self.transfers = Transfers(self)
         self.transfer_access = TransferAccess(self)
+        self.deposits = Deposits(self)
         self.offboarding = Offboarding(self)
         self.recovery = Recovery(self)
         self.recovery_requests = RecoveryRequests(self)

@@ -14,6 +14,7 @@ from appliance.auditops import AuditTask
 from appliance.core import Appliance
 from appliance.files.task import FilesTask
 from web.controllers.auth import AuthController
+from web.controllers.deposits import DepositsController, PublicDepositsController
 from web.controllers.files import FilesController
 from web.controllers.health import healthz
 from web.controllers.items import ItemsController
@@ -118,6 +119,8 @@ def create_app(appliance: Appliance) -> Litestar:
             FilesController,
             TransfersController,
             PublicTransfersController,
+            DepositsController,
+            PublicDepositsController,
             MySessionsController,
             RecoveryController,
             *routers(),

@@ -101,3 +101,32 @@ class UnlockOut(msgspec.Struct):
     download_token: str
     expires_at: str
     message: str
+
+
+class DepositIn(In):
+    vault_id: str
+    folder_id: str | None = None
+    password: str | None = None
+    closes_at: str | None = None
+    max_bytes: int | None = None
+
+
+class DepositCreated(msgspec.Struct):
+    id: str
+    url: str
+
+
+class DepositOut(msgspec.Struct):
+    id: str
+    vault_id: str
+    status: str
+    created_at: str
+    closes_at: str | None
+    max_bytes: int | None
+    used_bytes: int
+    pending: int
+
+
+class DepositedOut(msgspec.Struct):
+    name: str
+    size: int

@@ -80,6 +80,10 @@ ERRORS: dict[str, tuple[bool, tuple[int, ...]]] = {
     "revokeTransfer": (True, (404,)),
     "unlockTransfer": (False, (404,)),
     "downloadTransferFile": (False, (404,)),
+    "createDeposit": (True, (403, 404, 422)),
+    "listDeposits": (True, ()),
+    "closeDeposit": (True, (404,)),
+    "uploadDeposit": (False, (404, 413, 422)),
 }
 
 DESCRIPTIONS = {
@@ -89,11 +93,14 @@ DESCRIPTIONS = {
     "for login and unlock, a wrong password, PIN or ticket",
     403: "forbidden: the caller's vault role is too low, the operation is for administrators, "
     "or the current password is wrong",
-    404: "not_found: no such resource, or the caller is not a member (existence stays hidden)",
+    404: "not_found: no such resource, or the caller is not a member (existence stays hidden); for a public "
+    "transfer link, every refusal (unknown, wrong password, locked, expired, used up, revoked)",
     409: "conflict: a stale item version, an existing user or member, the last vault administrator, "
     "or a key rotated meanwhile",
     410: "gone: a recovery share already picked up (it is given once)",
-    413: "payload_too_large: the body is over [server] max_body_bytes",
+    413: "payload_too_large: the body is over [server] max_body_bytes; a file over [files] max_file_bytes "
+    "or a quota ([files] user_quota_bytes, vault_quota_bytes)",
+    416: "range_not_satisfiable: the Range starts past the end of the file (Content-Range: bytes */size)",
     422: "validation_failed: a value the API refuses (weak password, PIN not 6 digits, e-mail, name, length)",
     423: "locked: too many wrong PINs; an administrator unlocks the account",
     429: "rate_limited: too many attempts (Retry-After)",

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select, update
 from appliance.files import format as fmt
 from appliance.files.models import FileUpload, FileVersion
 from appliance.tokens import new_id
-from appliance.transfers.models import TransferFile
+from appliance.transfers.models import DepositFile, TransferFile
 
 if TYPE_CHECKING:
     from appliance.core import Appliance
@@ -36,6 +36,7 @@ def collect(app: Appliance, grace_seconds: float | None = None) -> GcReport:
     with app.db.read() as db:
         referenced = set(db.execute(select(FileVersion.blob_id)).scalars())
         referenced |= set(db.execute(select(TransferFile.blob_id)).scalars())
+        referenced |= set(db.execute(select(DepositFile.blob_id)).scalars())
         uploads = {u.blob_id: u for u in db.execute(select(FileUpload)).scalars()}
     stale = [u for u in uploads.values() if u.started_at <= cutoff]
     for upload in stale:

@@ -397,6 +397,8 @@ class Files:
             ).all()
         out = []
         with self.app.keystore.work() as work:
+            if self.app.deposits.adopt(work, principal, member, self.app.vaults.vault_key(work, principal, member)):
+                return self.list_files(principal, vault_id)  # deposits just became files
             for row, version in rows:
                 if version.key_version != member.key_version:
                     continue
@@ -511,4 +513,5 @@ class Files:
             )
             v.key_version = new_version
             count += 1
+        self.app.deposits.rewrap_vault(db, work, vault_id, old_key, new_key, new_version)
         return count

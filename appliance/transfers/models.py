@@ -90,3 +90,50 @@ class TransferEvent(Base):
     at: Mapped[float] = mapped_column(Float)
     client_addr: Mapped[str | None] = mapped_column(String(64), nullable=True)
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class DepositBox(Base):
+    """An upload link for outsiders into a vault. Its deposit key K (token RNG) is
+    wrapped under the vault key (``vault_wrapped_key``, for members) and, while the
+    box is open, sealed under the KEK (``sealed_key``/``kek_label``, so the server can
+    seal what arrives without any member present); closing erases the KEK copy."""
+
+    __tablename__ = "deposit_boxes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    vault_id: Mapped[str] = mapped_column(ForeignKey("vaults.id", ondelete="CASCADE"), index=True)
+    folder_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # open | closed
+    created_at: Mapped[float] = mapped_column(Float)
+    closes_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    used_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    password_hash: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    password_pepper: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    failed_passwords: Mapped[int] = mapped_column(Integer, default=0)
+    key_version: Mapped[int] = mapped_column(Integer)
+    vault_wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sealed_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    kek_label: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class DepositFile(Base):
+    """A deposited file not yet adopted into the vault: its data key is sealed under
+    the box's deposit key. The first member to list the vault's files moves the key
+    under the vault key (the content is not touched) and this row goes."""
+
+    __tablename__ = "deposit_files"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the file id it will have
+    box_id: Mapped[str] = mapped_column(ForeignKey("deposit_boxes.id", ondelete="CASCADE"), index=True)
+    vault_id: Mapped[str] = mapped_column(String(32), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    chunk_size: Mapped[int] = mapped_column(Integer)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    meta_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    blob_id: Mapped[str] = mapped_column(String(32), unique=True)
+    store: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[float] = mapped_column(Float)
+    client_addr: Mapped[str | None] = mapped_column(String(64), nullable=True)

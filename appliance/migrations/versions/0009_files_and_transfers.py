@@ -1,4 +1,4 @@
-"""files in vaults (versions, wrapped data keys, chunks, uploads in progress); transfers to outsiders
+"""files in vaults (versions, wrapped data keys, chunks, uploads in progress); transfers to outsiders; deposit boxes
 
 Revision ID: 0009
 Revises: 0005
@@ -144,10 +144,55 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_transfer_events_transfer_id", "transfer_events", ["transfer_id"])
+    op.create_table(
+        "deposit_boxes",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("vault_id", sa.String(length=32), nullable=False),
+        sa.Column("folder_id", sa.String(length=32), nullable=True),
+        sa.Column("owner_id", sa.String(length=32), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("closes_at", sa.Float(), nullable=True),
+        sa.Column("max_bytes", sa.BigInteger(), nullable=True),
+        sa.Column("used_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("password_hash", sa.String(length=256), nullable=True),
+        sa.Column("password_pepper", sa.String(length=64), nullable=True),
+        sa.Column("failed_passwords", sa.Integer(), nullable=False),
+        sa.Column("key_version", sa.Integer(), nullable=False),
+        sa.Column("vault_wrapped_key", sa.LargeBinary(), nullable=False),
+        sa.Column("sealed_key", sa.LargeBinary(), nullable=True),
+        sa.Column("kek_label", sa.String(length=64), nullable=True),
+        sa.ForeignKeyConstraint(["vault_id"], ["vaults.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["owner_id"], ["users.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("token_hash"),
+    )
+    op.create_index("ix_deposit_boxes_vault_id", "deposit_boxes", ["vault_id"])
+    op.create_index("ix_deposit_boxes_owner_id", "deposit_boxes", ["owner_id"])
+    op.create_table(
+        "deposit_files",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("box_id", sa.String(length=32), nullable=False),
+        sa.Column("vault_id", sa.String(length=32), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.Column("chunk_size", sa.Integer(), nullable=False),
+        sa.Column("wrapped_key", sa.LargeBinary(), nullable=False),
+        sa.Column("meta_ct", sa.LargeBinary(), nullable=False),
+        sa.Column("blob_id", sa.String(length=32), nullable=False),
+        sa.Column("store", sa.String(length=16), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("client_addr", sa.String(length=64), nullable=True),
+        sa.ForeignKeyConstraint(["box_id"], ["deposit_boxes.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("blob_id"),
+    )
+    op.create_index("ix_deposit_files_box_id", "deposit_files", ["box_id"])
+    op.create_index("ix_deposit_files_vault_id", "deposit_files", ["vault_id"])
 
 
 def downgrade() -> None:
-    for table in ("transfer_events", "transfer_grants", "transfer_recipients", "transfer_files", "transfers"):
+    for table in ("deposit_files", "deposit_boxes", "transfer_events", "transfer_grants", "transfer_recipients", "transfer_files", "transfers"):
         op.drop_table(table)
     op.drop_table("file_uploads")
     op.drop_table("file_chunks")
