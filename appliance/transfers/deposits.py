@@ -163,6 +163,16 @@ class Deposits:
 
     # -- the depositor's side --------------------------------------------------------------
 
+    def check(self, token: Any) -> bool:
+        """The box behind a link is open (its page may be shown); True when it has a password."""
+        if not isinstance(token, str) or not 20 <= len(token) <= 100:
+            raise NotFound(REFUSED)
+        with self.app.db.read() as db:
+            box = db.execute(select(DepositBox).where(DepositBox.token_hash == keys.token_hash(token))).scalar_one_or_none()
+        if box is None or self._status(box) != "open" or box.sealed_key is None:
+            raise NotFound(REFUSED)
+        return box.password_hash is not None
+
     def begin(self, token: Any, name: Any, password: Any, declared: int | None, addr: str | None) -> Upload:
         if not isinstance(token, str) or not 20 <= len(token) <= 100:
             raise NotFound(REFUSED)

@@ -241,6 +241,23 @@ class Transfers:
         view: TransferFileView = upload.finish()
         return view
 
+    def draft_files(self, principal: Principal, transfer_id: str) -> list[TransferFileView]:
+        """The files of a draft (names opened with the draft's key), for the sender's page."""
+        row, tkey = self._draft(principal, transfer_id)
+        with self.app.db.read() as db:
+            files = list(db.execute(select(TransferFile).where(TransferFile.transfer_id == row.id)).scalars())
+        out = []
+        for f in sorted(files, key=lambda f: f.created_at):
+            meta = json.loads(keys.open_(tkey, f.meta_ct, keys.file_context(row.id, f.id, "file-meta")))
+            out.append(TransferFileView(f.id, str(meta["name"]), f.size, str(meta["sha256"])))
+        return out
+
+    def get(self, principal: Principal, transfer_id: str) -> TransferView:
+        for t in self.list_mine(principal):
+            if t.id == transfer_id:
+                return t
+        raise NotFound("no such transfer")
+
     # -- send ----------------------------------------------------------------------------
 
     def send(self, principal: Principal, transfer_id: str, base_url: str) -> list[tuple[str, str]]:

@@ -15,11 +15,13 @@ from web.ui.account import AccountPages
 from web.ui.admin import AdminPages
 from web.ui.auth import AuthPages
 from web.ui.errors import HANDLERS
+from web.ui.files import FilePages
 from web.ui.i18n import jinja_gettext, jinja_ngettext
 from web.ui.items import ItemPages
 from web.ui.members import MemberPages
 from web.ui.recovery import RecoveryPages
 from web.ui.session import csrf_guard
+from web.ui.transfers import TransferPages
 from web.ui.vaults import VaultPages
 
 WEB = Path(__file__).resolve().parent.parent
@@ -43,7 +45,17 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
 def routers() -> list[Router]:
     pages = Router(
         path="/",
-        route_handlers=[AuthPages, VaultPages, ItemPages, MemberPages, AccountPages, AdminPages, RecoveryPages],
+        route_handlers=[
+            AuthPages,
+            VaultPages,
+            ItemPages,
+            MemberPages,
+            AccountPages,
+            AdminPages,
+            RecoveryPages,
+            FilePages,
+            TransferPages,
+        ],
         guards=[csrf_guard],
         include_in_schema=False,
     )

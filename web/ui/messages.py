@@ -190,6 +190,11 @@ FLASH = {
     "share_submitted": N_("Your share was recorded for this recovery."),
     "recovered": N_("Your account is recovered. Log in with your new password and new PIN."),
     "locked": N_("The page was locked after a period of inactivity. Log in again."),
+    "file_deleted": N_("File deleted, with its versions and their content."),
+    "transfer_created": N_("Transfer created. Add its files, then send it."),
+    "transfer_file_added": N_("File added to the transfer."),
+    "transfer_revoked": N_("Transfer revoked: its keys and files are destroyed."),
+    "deposit_closed": N_("Deposit link closed."),
 }
 
 
