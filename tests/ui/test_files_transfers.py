@@ -92,7 +92,7 @@ def test_file_upload_transfer_and_deposit(lab, browser, tmp_path: Path):
 
     # Receipts for the sender, then revocation: the link no longer opens.
     page.goto(transfer_page)
-    expect(page.get_by_text("downloaded")).to_be_visible()
+    expect(page.get_by_text("downloaded", exact=False).first).to_be_visible()
     page.get_by_role("button", name="Revoke transfer").click()
     expect(page.get_by_role("status")).to_contain_text("revoked")
     assert outsider.goto(link).status == 404
