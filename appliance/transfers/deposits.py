@@ -168,7 +168,9 @@ class Deposits:
         if not isinstance(token, str) or not 20 <= len(token) <= 100:
             raise NotFound(REFUSED)
         with self.app.db.read() as db:
-            box = db.execute(select(DepositBox).where(DepositBox.token_hash == keys.token_hash(token))).scalar_one_or_none()
+            box = db.execute(
+                select(DepositBox).where(DepositBox.token_hash == keys.token_hash(token))
+            ).scalar_one_or_none()
         if box is None or self._status(box) != "open" or box.sealed_key is None:
             raise NotFound(REFUSED)
         return box.password_hash is not None
