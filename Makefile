@@ -65,6 +65,7 @@ test: lint typecheck test-core test-provisioning
 bench: install
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.ui
+	$(BIN)/python -m bench.files
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/ui/node_modules

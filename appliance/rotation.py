@@ -42,4 +42,7 @@ def reseal_all(app: Appliance) -> dict[str, int]:
                 row.key_blob = work.reseal(row.key_blob, session_context(row.id, row.user_id))
                 row.kek_label = work.sealed_under(row.key_blob)
                 counts["sessions"] += 1
+        from appliance.transfers.reseal import reseal
+
+        counts.update(reseal(app, work, current))  # draft transfers, open deposit boxes
     return counts

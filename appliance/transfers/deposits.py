@@ -54,7 +54,7 @@ def box_context(vault_id: str, box_id: str, key_version: int) -> bytes:
     return f"coffre/deposit-key/v1|vault={vault_id}|box={box_id}|key={key_version}".encode("ascii")
 
 
-def _sealed_context(box_id: str) -> bytes:
+def sealed_context(box_id: str) -> bytes:
     return f"coffre/deposit-key-kek/v1|box={box_id}".encode("ascii")
 
 
@@ -106,7 +106,7 @@ class Deposits:
             vault_key = self.app.vaults.vault_key(work, principal, member)
             dkey = crypto.new_data_key(work)
             wrapped = work.encrypt_field(vault_key, dkey, box_context(vault_id, box_id, member.key_version))
-            sealed = work.seal(dkey, _sealed_context(box_id))
+            sealed = work.seal(dkey, sealed_context(box_id))
             label = hashed = None
             if password is not None:
                 label, hashed = self.app.hasher.hash(work, password)
@@ -199,7 +199,7 @@ class Deposits:
             raise TooLarge(message)
         fid = new_id()
         with self.app.keystore.work() as work:
-            box_key = work.unseal(box.sealed_key, _sealed_context(box.id))
+            box_key = work.unseal(box.sealed_key, sealed_context(box.id))
             dkey = crypto.new_data_key(work)
         header = fmt.new_header(self.app.settings.files.chunk_kib * 1024, fmt.key_ref(box.vault_id, fid, 1))
         cipher = crypto.chunk_cipher(

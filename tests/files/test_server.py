@@ -153,6 +153,26 @@ def test_kill_9_mid_upload_then_gc(deployment: Any, tmp_path: Path) -> None:
     assert _cli(env, "file", "rm", fid).returncode == 0
     assert _cli(env, "file", "get", fid, "-o", str(tmp_path / "gone")).returncode != 0
     assert not (tmp_path / "gone").exists()
+    # KEK rotation re-seals a draft transfer's key and an open deposit box's key; both still work.
+    with httpx.Client(base_url=server.url, timeout=30, headers=headers) as c:
+        tid = c.post(
+            "/api/v1/transfers", json={"recipients": ["x@example.com"], "password": "kek rotation test"}
+        ).json()
+        assert c.put(f"/api/v1/transfers/{tid['id']}/files", params={"name": "a"}, content=b"draft").status_code == 201
+        box = c.post("/api/v1/deposits", json={"vault_id": vault}).json()
+    rotated = run_cli(config, "keys", "rotate", "kek")
+    assert rotated.returncode == 0, rotated.stderr
+    import sqlite3
+
+    with sqlite3.connect(config.parent / "coffre.db") as db:
+        labels = db.execute("select kek_label from transfers union all select kek_label from deposit_boxes").fetchall()
+    assert labels == [("coffre-kek-v2",), ("coffre-kek-v2",)]
+    with httpx.Client(base_url=server.url, timeout=30, headers=headers) as c:
+        assert c.put(f"/api/v1/transfers/{tid['id']}/files", params={"name": "b"}, content=b"more").status_code == 201
+        assert c.post(f"/api/v1/transfers/{tid['id']}/send").status_code == 200
+        token = box["url"].rsplit("/d/", 1)[1]
+        put = c.put(f"/api/v1/public/deposits/{token}/files", params={"name": "d"}, content=b"deposit")
+        assert put.status_code == 201, put.text
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
