@@ -26,6 +26,7 @@ from litestar.openapi.plugins import JsonRenderPlugin, OpenAPIRenderPlugin
 # body also answer 400 and 413. A test checks this table names every operation.
 ERRORS: dict[str, tuple[bool, tuple[int, ...]]] = {
     # operation id: (needs a session token, statuses beyond 400/401/413/500/503)
+    # (raw-body and query-parameter operations list their own 400: a missing or bad parameter)
     "health": (False, ()),
     "enroll": (False, (422,)),
     "login": (False, (401, 423, 429)),
@@ -66,24 +67,24 @@ ERRORS: dict[str, tuple[bool, tuple[int, ...]]] = {
     "updateItem": (True, (403, 404, 409, 422)),
     "patchItem": (True, (403, 404, 409, 422)),
     "deleteItem": (True, (403, 404)),
-    "uploadFile": (True, (403, 404, 409, 413, 422)),
-    "replaceFileContent": (True, (403, 404, 409, 413, 422)),
+    "uploadFile": (True, (400, 403, 404, 409, 413, 422)),
+    "replaceFileContent": (True, (400, 403, 404, 409, 413, 422)),
     "listFiles": (True, (404,)),
     "getFile": (True, (404, 409)),
-    "downloadFile": (True, (404, 409, 416)),
+    "downloadFile": (True, (400, 404, 409, 416)),
     "deleteFile": (True, (403, 404)),
     "createTransfer": (True, (422,)),
-    "uploadTransferFile": (True, (404, 409, 413, 422)),
+    "uploadTransferFile": (True, (400, 404, 409, 413, 422)),
     "addTransferFileFromVault": (True, (403, 404, 409, 413, 422)),
     "sendTransfer": (True, (404, 409)),
     "listTransfers": (True, ()),
     "revokeTransfer": (True, (404,)),
     "unlockTransfer": (False, (404,)),
-    "downloadTransferFile": (False, (404,)),
+    "downloadTransferFile": (False, (400, 404)),
     "createDeposit": (True, (403, 404, 422)),
     "listDeposits": (True, ()),
     "closeDeposit": (True, (404,)),
-    "uploadDeposit": (False, (404, 413, 422)),
+    "uploadDeposit": (False, (400, 404, 413, 422)),
 }
 
 DESCRIPTIONS = {
@@ -160,6 +161,29 @@ def _request_schemas(doc: dict[str, Any]) -> set[str]:
     return names
 
 
+BINARY = {"type": "string", "format": "binary"}
+# Operations whose body is the file's raw bytes, and those that answer bytes (status: media types).
+RAW_BODIES = {"uploadFile", "replaceFileContent", "uploadTransferFile", "uploadDeposit"}
+BINARY_ANSWERS: dict[str, dict[str, tuple[str, ...]]] = {
+    "downloadFile": {"200": ("application/octet-stream",), "206": ("application/octet-stream",)},
+    "downloadTransferFile": {"200": ("application/octet-stream", "application/zip")},
+}
+
+
+def _binary(op_id: str, operation: dict[str, Any]) -> None:
+    if op_id in RAW_BODIES:
+        operation["requestBody"] = {
+            "required": False,
+            "description": "the file's bytes, streamed",
+            "content": {"application/octet-stream": {"schema": BINARY}},
+        }
+    for code, types in BINARY_ANSWERS.get(op_id, {}).items():
+        operation.setdefault("responses", {})[code] = {
+            "description": "the file's bytes" if code == "200" else "the requested byte range",
+            "content": {t: {"schema": BINARY} for t in types},
+        }
+
+
 def complete(document: dict[str, Any]) -> dict[str, Any]:
     """Litestar's document with the error answers, security and closed bodies added."""
     doc = copy.deepcopy(document)
@@ -181,6 +205,7 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
             if operation is None:
                 continue
             op_id = operation["operationId"]
+            _binary(op_id, operation)
             auth, _ = ERRORS[op_id]
             operation["security"] = [{"bearer": []}] if auth else []
             responses = operation.setdefault("responses", {})

@@ -104,7 +104,11 @@ class FilesController(Controller):
         except RangeNotSatisfiable:
             download.close()
             return Response(
-                content=b"",
+                content={
+                    "status_code": 416,
+                    "error": "range_not_satisfiable",
+                    "detail": f"the file has {download.size} bytes",
+                },
                 status_code=416,
                 headers={"Content-Range": f"bytes */{download.size}", "Accept-Ranges": "bytes"},
             )
