@@ -65,6 +65,8 @@ test: lint typecheck test-core test-provisioning
 bench: install
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.ui
+	$(BIN)/python -m bench.rotation
+	$(BIN)/python -m bench.folders
 	$(BIN)/python -m bench.files
 
 clean:

@@ -25,6 +25,11 @@ def _member_key_input(vault_id: str, user_id: str, key_version: int, wrapped: by
     return head.encode("ascii") + wrapped
 
 
+def _folder_key_input(vault_id: str, folder_id: str, user_id: str, key_version: int, wrapped: bytes) -> bytes:
+    head = f"coffre/folder-key/v1|vault={vault_id}|folder={folder_id}|user={user_id}|version={key_version}|"
+    return head.encode("ascii") + wrapped
+
+
 def _seal(work: Work, data: bytes) -> str:
     label, mac = work.mac(RootKind.BIND, data)
     return f"{label}:{mac.hex()}"
@@ -57,3 +62,13 @@ def member_key_is_bound(
     work: Work, vault_id: str, user_id: str, key_version: int, wrapped: bytes, stored: str | None
 ) -> bool:
     return _check(work, _member_key_input(vault_id, user_id, key_version, wrapped), stored)
+
+
+def bind_folder_key(work: Work, vault_id: str, folder_id: str, user_id: str, key_version: int, wrapped: bytes) -> str:
+    return _seal(work, _folder_key_input(vault_id, folder_id, user_id, key_version, wrapped))
+
+
+def folder_key_is_bound(
+    work: Work, vault_id: str, folder_id: str, user_id: str, key_version: int, wrapped: bytes, stored: str | None
+) -> bool:
+    return _check(work, _folder_key_input(vault_id, folder_id, user_id, key_version, wrapped), stored)

@@ -83,6 +83,12 @@ class UiSettings:
 
 
 @dataclass(frozen=True)
+class ItemSettings:
+    # Earlier versions of an item kept (sealed like the live one) after each update.
+    history_versions: int = 20
+
+
+@dataclass(frozen=True)
 class AuditSettings:
     # Where every audit entry is sent as it is appended: "syslog+tcp://host:port",
     # "syslog+udp://host:port" or "syslog+tls://host:port" (None: not forwarded).
@@ -148,6 +154,7 @@ class Settings:
     ui: UiSettings = field(default_factory=UiSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    items: ItemSettings = field(default_factory=ItemSettings)
     files: FilesSettings = field(default_factory=FilesSettings)
 
 
@@ -262,8 +269,15 @@ def from_mapping(raw: dict[str, Any], path: Path | None = None) -> Settings:
         ui=_build(UiSettings, _section(raw, "ui"), "ui"),
         audit=_check_audit(_build(AuditSettings, _section(raw, "audit"), "audit")),
         metrics=_build(MetricsSettings, _section(raw, "metrics"), "metrics"),
+        items=_check_items(_build(ItemSettings, _section(raw, "items"), "items")),
         files=_check_files(_build(FilesSettings, _section(raw, "files"), "files")),
     )
+
+
+def _check_items(items: ItemSettings) -> ItemSettings:
+    if not 0 <= items.history_versions <= 1000:
+        raise ConfigError("[items] history_versions must be between 0 and 1000")
+    return items
 
 
 def _check_files(files: FilesSettings) -> FilesSettings:

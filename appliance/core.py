@@ -11,8 +11,11 @@ from appliance.audit import AuditLog
 from appliance.config import Settings
 from appliance.db import Database
 from appliance.files import Files
+from appliance.folders import Folders
+from appliance.history import History
 from appliance.integrity import Integrity
 from appliance.items import Items
+from appliance.keyops import KeyOps
 from appliance.login import Login
 from appliance.offboarding import Offboarding
 from appliance.passwords import PasswordHasher
@@ -42,6 +45,8 @@ class Appliance:
         self.userkeys = UserKeys(self)
         self.vaults = Vaults(self)
         self.items = Items(self)
+        self.folders = Folders(self)
+        self.history = History(self)
         self.files = Files(self)
         self.transfers = Transfers(self)
         self.transfer_access = TransferAccess(self)
@@ -49,6 +54,7 @@ class Appliance:
         self.offboarding = Offboarding(self)
         self.recovery = Recovery(self)
         self.recovery_requests = RecoveryRequests(self)
+        self.keyops = KeyOps(self)
 
     def recovery_rotate(self, shares: list[str], officers: list[str] | None, threshold: int | None) -> Any:
         from appliance.recovery.rotation import rotate

@@ -61,15 +61,23 @@ def details(app: Appliance, principal: Principal, item_id: str) -> ItemDetails:
 
 
 def update(
-    app: Appliance, principal: Principal, item_id: str, values: dict[str, Any], version: int, keep_password: bool
+    app: Appliance,
+    principal: Principal,
+    item_id: str,
+    values: dict[str, Any],
+    version: int,
+    keep_password: bool,
+    keep_totp: bool = False,
 ) -> ItemView:
-    """Save an edit; with ``keep_password`` the stored password stays as it is."""
+    """Save an edit; with ``keep_password`` (``keep_totp``) the stored password
+    (TOTP secret) stays as it is: the edit form never carries either."""
     values = dict(values)
-    if keep_password:
+    kept = tuple(name for name, keep in (("password", keep_password), ("totp", keep_totp)) if keep)
+    if kept:
         with recording_failures(app), app.db.read() as db:
             item, member = app.items._member_for_item(db, principal, item_id, Role.WRITE)
         if item.version != version:
             raise Conflict(f"stale version: the item is at version {item.version}")
         with recording_failures(app), app.keystore.work() as work:
-            values["password"] = app.items._opened(work, principal, member, item, ("password",))["password"]
+            values.update(app.items._opened(work, principal, member, item, kept))
     return app.items.update(principal, item_id, values, version)

@@ -17,6 +17,7 @@ What a database writer cannot do here (docs/security.md, "database writer"):
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -31,6 +32,7 @@ from appliance.sessions import Principal, user_key_context
 from appliance.tokens import TICKET_PREFIX, new_opaque, opaque_hash
 from hsm.errors import DecryptionFailed
 from hsm.keystore import Work
+from hsm.labels import RootKind
 
 if TYPE_CHECKING:
     from appliance.core import Appliance
@@ -91,6 +93,7 @@ class Login:
             user.password_hash if enrolled and user else None,
             user.password_pepper if enrolled and user else None,
         )
+        rehash = self._pepper_moved(password, user) if ok and enrolled and user is not None else None
         with self.app.keystore.work() as work, self.app.db.write() as db:
             if not ok or user is None:
                 self.app.audit.append(
@@ -117,6 +120,14 @@ class Login:
                 )
                 db.commit()
                 raise refusal[1]
+            password_hash = user.password_hash
+            if rehash is not None:
+                # The pepper rotated (appliance/keyops): the hash moves to the new version
+                # now that the password is known, unless it changed meanwhile.
+                with self.app.accounts.change_user(db, work, user.id, user.id, client_addr) as moved:
+                    if moved.password_hash == user.password_hash:
+                        moved.password_pepper, moved.password_hash = rehash
+                    password_hash = moved.password_hash
             ticket = new_opaque(TICKET_PREFIX)
             expires = self.app.clock() + rules.login_ticket_ttl_seconds
             row = LoginTicket(token_hash=opaque_hash(ticket), user_id=user.id, expires_at=expires)
@@ -124,12 +135,19 @@ class Login:
                 work,
                 "login-ticket",
                 self.app.integrity.deployment(),
-                *_ticket_parts(row.token_hash, user.id, expires, user.password_hash),
+                *_ticket_parts(row.token_hash, user.id, expires, password_hash),
             )
             db.add(row)
             self.app.ratelimit.clear(db, acct_key)
             self.app.audit.append(db, work, "login.password_ok", actor=user.id, target=user.id, client_addr=client_addr)
             return ticket
+
+    def _pepper_moved(self, password: Any, user: User) -> tuple[str, str] | None:
+        """A new hash under the newest pepper when the user's is older, else None."""
+        with self.app.keystore.work() as work:
+            if work.current_label(RootKind.PEPPER) == user.password_pepper:
+                return None
+            return self.app.hasher.hash(work, password)
 
     def _refusal(self, user: User) -> tuple[str, AppError] | None:
         if user.status == "disabled":
@@ -181,10 +199,32 @@ class Login:
         pin_key = self.app.hasher.pin_key_for(
             self.app.keystore, user.id, pin, user.pin_salt, user.pin_pepper, user.pin_kdf
         )
-        return self._try_pin(user.id, pin_key, client_addr)
+        repin = None
+        with self.app.keystore.work() as work:
+            if work.current_label(RootKind.PEPPER) != user.pin_pepper:
+                salt = os.urandom(16)
+                repin = (salt, *self.app.hasher.pin_key(work, user.id, pin, salt, None))
+        return self._try_pin(user.id, pin_key, client_addr, repin)
 
-    def _try_pin(self, user_id: str, pin_key: bytes, client_addr: str | None) -> tuple[str, float]:
+    def _try_pin(
+        self,
+        user_id: str,
+        pin_key: bytes,
+        client_addr: str | None,
+        repin: tuple[bytes, str, bytes, str] | None = None,
+    ) -> tuple[str, float]:
         def open_session(db: Any, work: Work, user: User) -> tuple[str, float]:
+            nonlocal pin_key
+            if repin is not None and user.private_key_blob is not None:
+                # The pepper rotated: the PIN key moves to the new version now that the
+                # PIN is known (the private key's middle layer re-wrapped, same pair).
+                salt, pepper, new_key, kdf = repin
+                context = user_key_context(user.id)
+                blob = work.rewrap_private_key(user.private_key_blob, context, pin_key, new_key, context, "pin")
+                with self.app.accounts.change_user(db, work, user.id, user.id, client_addr) as row:
+                    row.private_key_blob, row.kek_label = blob, work.sealed_under(blob)
+                    row.pin_salt, row.pin_pepper, row.pin_kdf = salt, pepper, kdf
+                pin_key = new_key
             reason = self.app.userkeys.rotation_due(work, user)
             if reason is not None:
                 self.app.sessions.revoke_user(db, work, user.id)  # they hold the old private key

@@ -145,6 +145,85 @@ class Item(Base):
     updated_at: Mapped[float] = mapped_column(Float)
     created_by: Mapped[str] = mapped_column(String(32))
     updated_by: Mapped[str] = mapped_column(String(32))
+    # Where the item lives (None: the vault root) and whose key seals it: the
+    # nearest keyed folder at or above it (None: the vault key). Both are in the
+    # associated data of every field, with ``key_version`` of that key.
+    folder_id: Mapped[str | None] = mapped_column(ForeignKey("folders.id"), nullable=True, index=True)
+    key_folder_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    totp_ct: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class ItemVersion(Base):
+    """An earlier version of an item, its ciphertexts as they were sealed for that
+    version (the associated data names item and version), re-sealed with the item
+    whenever the key under it changes."""
+
+    __tablename__ = "item_versions"
+
+    item_id: Mapped[str] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    vault_id: Mapped[str] = mapped_column(String(32), index=True)
+    folder_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    key_folder_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    key_version: Mapped[int] = mapped_column(Integer)
+    title_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    username_ct: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    password_ct: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    url_ct: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    notes_ct: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    totp_ct: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    changed_by: Mapped[str] = mapped_column(String(32))
+    changed_at: Mapped[float] = mapped_column(Float)
+
+
+class Folder(Base):
+    """A folder of a vault. ``keyed``: it has its own AES-256 key (its readers
+    differ from its parent's), at ``key_version``. Anchored (row MAC)."""
+
+    __tablename__ = "folders"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    vault_id: Mapped[str] = mapped_column(ForeignKey("vaults.id", ondelete="CASCADE"), index=True)
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("folders.id"), nullable=True, index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    keyed: Mapped[bool] = mapped_column(Boolean, default=False)
+    key_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(32))
+    row_mac: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    anchor_bucket: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+
+
+class FolderAccess(Base):
+    """A vault administrator's setting for one member on one folder: full, read or
+    none; inherited by subfolders that set nothing. Anchored (row MAC)."""
+
+    __tablename__ = "folder_access"
+
+    folder_id: Mapped[str] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+    vault_id: Mapped[str] = mapped_column(ForeignKey("vaults.id", ondelete="CASCADE"), index=True)
+    access: Mapped[str] = mapped_column(String(8))  # full | read | none
+    set_at: Mapped[float] = mapped_column(Float)
+    set_by: Mapped[str] = mapped_column(String(32))
+    row_mac: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    anchor_bucket: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+
+
+class FolderKey(Base):
+    """A keyed folder's key wrapped with one reader's RSA public key (OAEP), bound
+    by the bind MAC to vault, folder, reader and key version. Anchored (row MAC)."""
+
+    __tablename__ = "folder_keys"
+
+    folder_id: Mapped[str] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+    vault_id: Mapped[str] = mapped_column(ForeignKey("vaults.id", ondelete="CASCADE"), index=True)
+    key_version: Mapped[int] = mapped_column(Integer)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    wrapped_key_mac: Mapped[str] = mapped_column(String(128))
+    row_mac: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    anchor_bucket: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
 
 
 class AuditEntry(Base):
@@ -296,3 +375,44 @@ class RecoveryRequestShare(Base):
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class KeyJob(Base):
+    """A key operation (a root or vault key rotation) run as a resumable job
+    (appliance/keyops). ``active_kind`` is the kind while the job is unfinished and
+    NULL after: its unique constraint allows one unfinished job per kind; the lease
+    (holder, expiry) says which process runs it now."""
+
+    __tablename__ = "key_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # kek | pepper | audit | bind | ukw | vault
+    active_kind: Mapped[str | None] = mapped_column(String(48), nullable=True, unique=True)
+    target: Mapped[str] = mapped_column(String(64))  # the new root label, or the vault id
+    previous: Mapped[str | None] = mapped_column(String(256), nullable=True)  # JSON list of older labels
+    started_by: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # running | paused | waiting | done | failed
+    phase: Mapped[str] = mapped_column(String(16))  # pass | settle | sweep | finished
+    total: Mapped[int] = mapped_column(Integer)
+    done: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    cursor: Mapped[str] = mapped_column(Text)  # JSON {table: last id done}
+    milestone: Mapped[int] = mapped_column(Integer)  # last 10 % step audited
+    switched_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    started_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lease_holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires: Mapped[float | None] = mapped_column(Float, nullable=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class KeyJobFailure(Base):
+    __tablename__ = "key_job_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("key_jobs.id", ondelete="CASCADE"), index=True)
+    table_name: Mapped[str] = mapped_column(String(64))
+    row_id: Mapped[str] = mapped_column(String(128))
+    error: Mapped[str] = mapped_column(String(256))
+    at: Mapped[float] = mapped_column(Float)

@@ -169,6 +169,7 @@ class Offboarding:
                     report.rotated.append(vault_id)
                     continue
                 with self.app.integrity.changing(db, work, Domain.VAULTS, vault_id):
+                    self.app.folders.forget_member(db, vault_id, user.id)  # rotation deferred: all folder keys
                     db.delete(member)
                 if db.get(VaultRotationDue, vault_id) is None:
                     db.add(VaultRotationDue(vault_id=vault_id, since=now, reason="user_deleted"))

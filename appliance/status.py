@@ -37,21 +37,28 @@ def _hsm(app: Appliance) -> dict[str, Any]:
         found = app.keystore.list_roots()
         token = app.keystore.pool.token
         hsm["token"] = {"label": token.label, "manufacturer": token.manufacturer_id, "model": token.model}
-        usage = kek_usage(app)
+        from appliance.keyops.refs import root_versions
+
+        versions = root_versions(app)
+        present = {r.kind for r in found}
         for kind in RootKind:
-            versions = [r for r in found if r.kind is kind]
-            if not versions:
+            if kind not in present:
                 roots.append({"kind": kind.value, "label": None, "version": None, "current": False, "sealed": None})
-            for r in versions:
-                roots.append(
-                    {
-                        "kind": kind.value,
-                        "label": r.label,
-                        "version": r.version,
-                        "current": r is versions[-1],
-                        "sealed": usage.get(r.label, 0) if kind is RootKind.KEK else None,
-                    }
-                )
+        for v in versions:
+            # state: current / old (on the token) / retired (destroyed); references
+            # per table, counted from the data (None: cannot be known).
+            roots.append(
+                {
+                    "kind": v["kind"],
+                    "label": v["label"],
+                    "version": v["version"],
+                    "current": v["state"] == "current",
+                    "sealed": v["referenced"] if v["kind"] == RootKind.KEK.value else None,
+                    "state": v["state"],
+                    "references": v["references"],
+                    "referenced": v["referenced"],
+                }
+            )
         hsm["unwrap_template"] = _unwrap_template(app)
     except HsmError as exc:
         hsm["error"] = str(exc)
@@ -143,9 +150,11 @@ def collect(app: Appliance) -> list[str]:
             if root["label"] is None:
                 lines.append(f"root {root['kind']:<7}  MISSING: run `coffre init`")
                 continue
-            current = " (current)" if root["current"] else ""
+            state = f" ({root.get('state', 'current' if root['current'] else 'old')})"
             sealed = f", protects {root['sealed']} sealed blobs" if root["sealed"] is not None else ""
-            lines.append(f"root {root['kind']:<7}  {root['label']}{current}{sealed}")
+            refs = root.get("referenced")
+            referenced = "" if root["sealed"] is not None else (f", {refs} references" if refs is not None else "")
+            lines.append(f"root {root['kind']:<7}  {root['label']}{state}{sealed}{referenced}")
         policy = hsm.get("unwrap_template") or {}
         state = {True: "enforced", False: "NOT enforced", None: "unknown"}[policy.get("enforced")]
         lines.append(f"unwrap templates: {state} ({policy.get('detail', '')})")

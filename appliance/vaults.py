@@ -10,12 +10,12 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from appliance.bindings import bind_member_key, member_key_is_bound, public_key_is_bound
 from appliance.errors import Conflict, Forbidden, IntegrityFailure, NotFound, ValidationFailed
 from appliance.integrity import MEMBER, VAULT, BrokenRow, Domain, audits_integrity
-from appliance.models import Item, User, Vault, VaultMember, VaultRotationDue
+from appliance.models import Item, User, Vault, VaultMember
 from appliance.sessions import Principal
 from appliance.tokens import is_id, new_id
 from hsm.errors import DecryptionFailed
@@ -305,6 +305,9 @@ class Vaults:
                 )
                 self.app.integrity.seal_new(db, work, MEMBER, new_member)
                 db.add(new_member)
+                db.flush()
+                tree = self.app.folders.full_tree(db, work, principal, vault_id, mine.key_version)
+                self.app.folders.after_member_change(db, work, principal, tree, None)
                 self.app.audit.by(
                     principal,
                     db,
@@ -329,8 +332,10 @@ class Vaults:
             if member.role == "admin" and wanted is not Role.ADMIN and self._admin_count(db, work, vault_id) <= 1:
                 raise Conflict("the last administrator of a vault cannot be demoted")
             old = member.role
-            with self.app.integrity.changing(db, work, Domain.VAULTS, vault_id):
-                member.role = wanted.wire
+            tree = self.app.folders.full_tree(db, work, principal, vault_id, member.key_version)
+            with self.app.integrity.changing(db, work, Domain.VAULTS, vault_id) as change:
+                member.role = tree.roles[user_id] = wanted.wire
+                self.app.folders.after_member_change(db, work, principal, tree, change)
             user = db.get(User, user_id)
             self.app.audit.by(
                 principal,
@@ -367,6 +372,27 @@ class Vaults:
                     raise NotFound("no such member")
                 self._rotate_without(db, work, principal, vault, member, old_key, new_key)
 
+    @audits_integrity
+    def rotate_key(self, principal: Principal, vault_id: str) -> int:
+        """Rotate the vault key on demand (a vault administrator): every item is
+        re-encrypted under a new key wrapped for every member, in one transaction, as
+        member removal does. Returns how many items were re-encrypted."""
+        with self.app.keystore.work() as work:
+            with self.app.db.read() as db:
+                mine = self.membership(db, principal, vault_id, Role.ADMIN, work)
+            old_key = self.vault_key(work, principal, mine, extractable=False)
+            new_key = work.new_data_key()
+            with self.app.db.write() as db:
+                self.lock(db, vault_id)
+                self.membership(db, principal, vault_id, Role.ADMIN, work)
+                vault = db.get(Vault, vault_id)
+                vault = self.app.integrity.require(db, work, VAULT, vault, actor=principal.user_id) if vault else None
+                if vault is None:
+                    raise NotFound("no such vault")
+                count = db.execute(select(func.count()).where(Item.vault_id == vault_id)).scalar_one()
+                self._rotate_without(db, work, principal, vault, None, old_key, new_key, event="vault.key_rotated")
+                return int(count)
+
     def _rotate_without(
         self,
         db: Any,
@@ -378,57 +404,14 @@ class Vaults:
         new_key: Any,
         event: str = "member.removed",
     ) -> None:
-        """Delete ``member`` (if any), re-encrypt every item under ``new_key`` and wrap
-        it for the remaining members (inside the caller's transaction and vault lock)."""
-        vault_id, user_id = vault.id, member.user_id if member is not None else None
-        if member is not None and member.role == "admin" and self._admin_count(db, work, vault_id) <= 1:
-            raise Conflict("the last administrator of a vault cannot be removed")
-        mine = db.get(VaultMember, (vault_id, principal.user_id))
-        if mine is None or mine.key_version != vault.key_version:
-            raise Conflict("the vault key changed meanwhile; retry")
-        new_version = vault.key_version + 1
-        from appliance.items import reencrypt_item
+        """Delete ``member`` (if any) and rotate the vault key (appliance/folders/rotation.py)."""
+        from appliance.folders.rotation import rotate_vault_without
 
-        with self.app.integrity.changing(db, work, Domain.VAULTS, vault_id):
-            for item in db.execute(select(Item).where(Item.vault_id == vault_id)).scalars():
-                try:
-                    reencrypt_item(work, item, old_key, new_key, new_version)
-                except DecryptionFailed:
-                    raise BrokenBinding("item", item.id) from None
-            try:  # file data keys are re-wrapped; file content is not touched
-                self.app.files.rewrap_vault(db, work, vault_id, old_key, new_key, new_version)
-            except DecryptionFailed:
-                raise BrokenBinding("file_key", vault_id) from None
-            if member is not None:
-                db.delete(member)
-            db.execute(delete(VaultRotationDue).where(VaultRotationDue.vault_id == vault_id))
-            db.flush()
-            users = {
-                u.id: u
-                for u in db.execute(
-                    select(User)
-                    .join(VaultMember, VaultMember.user_id == User.id)
-                    .where(VaultMember.vault_id == vault_id)
-                ).scalars()
-            }
-            for other in db.execute(select(VaultMember).where(VaultMember.vault_id == vault_id)).scalars():
-                # Only a membership that verifies gets the new key: never a planted row.
-                if self.app.integrity.require(db, work, MEMBER, other, actor=principal.user_id) is None:
-                    continue
-                other.wrapped_key, other.wrapped_key_mac = self._wrap_for(
-                    work, principal, new_key, vault_id, users[other.user_id], new_version
-                )
-                other.key_version = new_version
-            vault.key_version = new_version
-        self.app.audit.by(
-            principal,
-            db,
-            work,
-            event,
-            target=vault_id,
-            member=user_id,
-            key_version=new_version,
-        )
+        rotate_vault_without(self.app, db, work, principal, vault, member, old_key, new_key, event)
+        try:  # file data keys are re-wrapped under the new vault key; file content is not touched
+            self.app.files.rewrap_vault(db, work, vault.id, old_key, new_key, vault.key_version)
+        except DecryptionFailed:
+            raise BrokenBinding("file_key", vault.id) from None
 
     def _admin_count(self, db: Any, work: Work, vault_id: str) -> int:
         """Administrators whose membership verifies (a planted admin row does not

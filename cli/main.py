@@ -180,19 +180,35 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from hsm.labels import RootKind
+    from cli import keys_cmd
 
     app = _appliance(args)
     try:
-        label = app.keystore.rotate_root(RootKind(args.kind))
-        print(f"created {label}; new data is protected by it from now on")
-        if args.kind == "kek":
-            from appliance.rotation import reseal_all
-
-            counts = reseal_all(app)
-            print(f"re-sealed {counts['users']} user keys and {counts['sessions']} session keys under {label}")
+        return keys_cmd.run(app, args)
     finally:
         app.close()
+
+
+def cmd_vault(args: argparse.Namespace) -> int:
+    app = _appliance(args)
+    try:
+        view = app.keyops.vault_rotation(None, args.vault_id, "cli")
+    finally:
+        app.close()
+    if args.json:
+        import json
+
+        print(json.dumps(view.as_dict(), sort_keys=True))
+    else:
+        print(
+            f"job {view.id}: vault {args.vault_id} key rotation {view.state}; "
+            + (
+                "done"
+                if view.state == "done"
+                else "it runs at the next action of one of the vault's administrators (only a member can open the "
+                "vault key)"
+            )
+        )
     return EXIT_OK
 
 
@@ -334,11 +350,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit_cmd.add_parsers(sub, common, cmd_audit)
 
-    p = sub.add_parser("keys", parents=[common], help="HSM root keys")
-    ksub = p.add_subparsers(dest="keys_cmd", required=True)
-    q = ksub.add_parser("rotate", parents=[common], help="create the next version of a root key")
-    q.add_argument("kind", choices=["kek", "pepper", "audit", "bind", "ukw"])
-    p.set_defaults(func=cmd_keys)
+    from cli import keys_cmd
+
+    keys_cmd.add_parsers(sub, common, cmd_keys)
+    p = sub.add_parser("vault", parents=[common], help="vaults")
+    vsub = p.add_subparsers(dest="vault_cmd", required=True)
+    q = vsub.add_parser("rotate", parents=[common], help="rotate a vault's key (a key job of kind vault)")
+    q.add_argument("vault_id", metavar="VAULT_ID")
+    q.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_vault)
 
     p = sub.add_parser("backup", parents=[common], help="write an authenticated backup of the database")
     p.add_argument("--out", required=True, metavar="FILE")

@@ -47,12 +47,14 @@ def status_tables(report: dict[str, Any]) -> str:
             r["version"],
             yes_no(r["current"]) if r["label"] else None,
             r["sealed"],
+            r.get("state"),
+            "unknown" if r.get("label") and r.get("referenced") is None else r.get("referenced"),
         )
         for r in hsm["roots"]
     ]
     parts = [table(("SETTING", "VALUE"), settings)]
     if roots:
-        parts.append(table(("ROOT", "LABEL", "VERSION", "CURRENT", "SEALED BLOBS"), roots))
+        parts.append(table(("ROOT", "LABEL", "VERSION", "CURRENT", "SEALED BLOBS", "STATE", "REFERENCES"), roots))
     parts.append(table(("RECORDS", "COUNT"), [(k.replace("_", " "), v) for k, v in report["counts"].items()]))
     if "audit" in report:
         from appliance.status import audit_lines

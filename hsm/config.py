@@ -25,6 +25,11 @@ class HsmConfig:
     # Keys cached inside the token per process (vault keys, unwrapped private keys).
     cache_entries: int = 256
     cache_ttl_seconds: float = 60.0
+    # How long a node trusts the newest root label before asking the token again
+    # (a rotation done elsewhere is picked up within this time). Rotation jobs wait
+    # this long after a new version appears before their final sweep: keep it the
+    # same on every node.
+    root_ttl_seconds: float = 30.0
     extra: dict[str, str] = field(default_factory=dict)
 
     def read_pin(self) -> str:

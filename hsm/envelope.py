@@ -72,3 +72,21 @@ class Envelope:
         if not body:
             raise MalformedEnvelope()
         return cls(algorithm=algorithm, key_ref=key_ref, params=params, body=body)
+
+
+HEADER_PREFIX = 5 + 255  # magic, format, alg, klen and the longest key reference
+
+
+def key_ref_of(prefix: bytes | None) -> str | None:
+    """The key reference of a blob from its first bytes (a SQL ``substr``), without
+    needing the body; ``None`` when the bytes are not an envelope header."""
+    if not prefix or len(prefix) < 5 or prefix[:2] != MAGIC or prefix[2] != FORMAT:
+        return None
+    klen = prefix[4]
+    raw = prefix[5 : 5 + klen]
+    if len(raw) != klen:
+        return None
+    try:
+        return raw.decode("ascii")
+    except UnicodeDecodeError:
+        return None

@@ -34,7 +34,8 @@ from hsm.observe import observed
 from hsm.pool import SessionPool
 
 GCM_NONCE_BYTES = 12
-# How long the newest root label is trusted before the token is asked again.
+# How long the newest root label is trusted before the token is asked again
+# (default; ``HsmConfig.root_ttl_seconds`` sets it).
 ROOT_TTL = 30.0
 _LIST_ATTEMPTS = 3  # root listings restarted when a token object vanishes mid-search
 GCM_TAG_BITS = 128
@@ -125,6 +126,27 @@ class Keystore:
                 if kind not in present:
                     made.append(work.create_root(kind, 1))
             return made
+
+    def create_root_version(self, kind: RootKind, version: int) -> str:
+        """Create ``kind`` version ``version`` unless the token has it (a rotation
+        job resumed after a crash between creating the key and recording it)."""
+        with self.work() as work:
+            label = label_for(kind, version)
+            if any(i.label == label for i in work.list_roots()):
+                return label
+            return work.create_root(kind, version)
+
+    def destroy_root(self, label: str) -> int:
+        """Destroy every copy of a root version in the token (retirement). Returns
+        how many objects were destroyed."""
+        if parse_label(label) is None:
+            raise KeyNotFound(f"not a root key label: {label}")
+        with self.work() as work:
+            copies = work._copies(label)
+            for obj in copies:
+                obj.destroy()
+            work.refresh_roots()
+            return len(copies)
 
     def rotate_root(self, kind: RootKind) -> str:
         with self.work() as work:
@@ -289,7 +311,7 @@ class Work:
         label = self.current_root(kind).label
         with keystore._root_lock:
             if keystore._roots_generation == self.generation:
-                keystore._current[kind] = (label, now + ROOT_TTL)
+                keystore._current[kind] = (label, now + keystore.config.root_ttl_seconds)
         return label
 
     def refresh_roots(self) -> None:
@@ -333,6 +355,14 @@ class Work:
     def reseal(self, blob: bytes, context: bytes) -> bytes:
         """Re-encrypt under the newest KEK; needs no user secret (KEK rotation)."""
         return self.seal(self.unseal(blob, context), context)
+
+    def reseal_to(self, blob: bytes, context: bytes, label: str) -> bytes:
+        """Re-encrypt under the KEK version ``label`` (a rotation job's target, which
+        this node may not yet see as the newest)."""
+        parsed = parse_label(label)
+        if parsed is None or parsed[0] is not RootKind.KEK:
+            raise KeyNotFound(f"not a KEK label: {label}")
+        return self._gcm_encrypt(self.root(label), label, self.unseal(blob, context), context)
 
     @staticmethod
     def sealed_under(blob: bytes) -> str:

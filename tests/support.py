@@ -88,6 +88,8 @@ def init_data_dir(data_dir: Path, database_url: str | None = None, extra: str = 
     assert result.returncode == 0, result.stderr
     config = data_dir / "coffre.toml"
     text = config.read_text().replace("[crypto]\nrsa_bits = 2048\n", FAST_CRYPTO + extra)
+    # Nodes re-read the newest root label every second (rotation jobs wait that long).
+    text = text.replace("\n[hsm]\n", "\n[hsm]\nroot_ttl_seconds = 1\n", 1)
     config.write_text(text)
     return config
 

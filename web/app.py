@@ -16,7 +16,9 @@ from appliance.files.task import FilesTask
 from web.controllers.auth import AuthController
 from web.controllers.deposits import DepositsController, PublicDepositsController
 from web.controllers.files import FilesController
+from web.controllers.folders import FoldersController
 from web.controllers.health import healthz
+from web.controllers.history import HistoryController
 from web.controllers.items import ItemsController
 from web.controllers.me_sessions import MySessionsController
 from web.controllers.metrics import metrics
@@ -115,6 +117,8 @@ def create_app(appliance: Appliance) -> Litestar:
             AuthController,
             UsersController,
             VaultsController,
+            FoldersController,
+            HistoryController,
             ItemsController,
             FilesController,
             TransfersController,

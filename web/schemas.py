@@ -134,6 +134,22 @@ class VaultOut(msgspec.Struct):
     role: str
 
 
+class KeyJobOut(msgspec.Struct):
+    """A key job (appliance/keyops): ``state`` running | paused | waiting | done | failed."""
+
+    id: str
+    kind: str
+    target: str
+    state: str
+    phase: str
+    total: int
+    done: int
+    failed: int
+    started_by: str
+    started_at: float
+    finished_at: float | None
+
+
 Role = Literal["read", "write", "admin"]
 
 
@@ -161,6 +177,8 @@ class ItemIn(In):
     password: str | None = None
     url: str | None = None
     notes: str | None = None
+    totp: str | None = None
+    folder_id: str | None = None
 
 
 class ItemUpdateIn(In):
@@ -172,6 +190,9 @@ class ItemUpdateIn(In):
     password: str | None = None
     url: str | None = None
     notes: str | None = None
+    totp: str | None = None
+    # Left out: the item stays where it is; null: the vault root.
+    folder_id: str | None | msgspec.UnsetType = msgspec.UNSET
 
 
 class ItemPatchIn(In):
@@ -183,11 +204,13 @@ class ItemPatchIn(In):
     password: str | None | msgspec.UnsetType = msgspec.UNSET
     url: str | None | msgspec.UnsetType = msgspec.UNSET
     notes: str | None | msgspec.UnsetType = msgspec.UNSET
+    totp: str | None | msgspec.UnsetType = msgspec.UNSET
+    folder_id: str | None | msgspec.UnsetType = msgspec.UNSET
 
     def changes(self) -> dict[str, str | None]:
         return {
             name: value
-            for name in ("title", "username", "password", "url", "notes")
+            for name in ("title", "username", "password", "url", "notes", "totp", "folder_id")
             if (value := getattr(self, name)) is not msgspec.UNSET
         }
 
@@ -201,6 +224,8 @@ class ItemOut(msgspec.Struct):
     password: str | None
     url: str | None
     notes: str | None
+    totp: str | None
+    folder_id: str | None
     created_at: str
     updated_at: str
 
@@ -213,6 +238,7 @@ class ItemSummaryOut(msgspec.Struct):
     username: str | None
     url: str | None
     updated_at: str
+    folder_id: str | None
 
 
 class HealthOut(msgspec.Struct):
@@ -254,3 +280,69 @@ class ShareIn(In):
 class ShareAccepted(msgspec.Struct):
     shares_received: int
     threshold: int
+
+
+class FolderIn(In):
+    name: str
+    parent_id: str | None = None
+
+
+class FolderPatch(In):
+    name: str | msgspec.UnsetType = msgspec.UNSET
+    parent_id: str | None | msgspec.UnsetType = msgspec.UNSET
+
+
+class FolderCreated(msgspec.Struct):
+    id: str
+    name: str
+    parent_id: str | None
+
+
+class FolderOut(msgspec.Struct):
+    """A folder the caller may see. ``parent_id``: the nearest ancestor they may
+    see (null: the vault root); ``access``: their level there."""
+
+    id: str
+    name: str
+    parent_id: str | None
+    access: str
+    depth: int
+    item_count: int
+
+
+class AccessIn(In):
+    access: Literal["full", "read", "none"]
+
+
+class AccessOut(msgspec.Struct):
+    """``setting``: on this folder itself (null: inherited); ``effective``: what applies."""
+
+    user_id: str
+    email: str
+    role: str
+    setting: str | None
+    effective: str
+
+
+class VersionOut(msgspec.Struct):
+    version: int
+    changed_by: str
+    changed_at: str
+    current: bool
+
+
+class TotpOut(msgspec.Struct):
+    code: str
+    seconds_left: int
+
+
+class GeneratorIn(In):
+    length: int = 20
+    classes: list[Literal["lower", "upper", "digits", "symbols"]] = msgspec.field(
+        default_factory=lambda: ["lower", "upper", "digits", "symbols"]
+    )
+    passphrase_words: int | None = None
+
+
+class GeneratorOut(msgspec.Struct):
+    password: str

@@ -22,6 +22,7 @@ from sqlalchemy import MetaData, delete, func, insert, select, text
 from appliance import schema
 from appliance.audit import VerifyResult, verify
 from appliance.backup.archive import BackupRefused, read, table_lines, write
+from appliance.folders.tree import parents_first
 from appliance.integrity.rows import BUCKETS, SPECS, Domain
 from appliance.models import AuditHead, User, Vault
 
@@ -65,8 +66,10 @@ def backup(app: Appliance, out: Path) -> dict[str, Any]:
             for table in meta.sorted_tables:
                 if table.name in SKIPPED:
                     continue
-                rows = (dict(r._mapping) for r in conn.execute(select(table)))
-                tables[table.name] = list(table_lines(rows))
+                rows = [dict(r._mapping) for r in conn.execute(select(table))]
+                if table.name == "folders":  # restored in this order: a parent before its children
+                    rows = parents_first(rows)
+                tables[table.name] = list(table_lines(iter(rows)))
             head = conn.execute(select(AuditHead.seq, AuditHead.mac)).one_or_none()
             conn.rollback()
         manifest = {

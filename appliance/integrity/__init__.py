@@ -11,7 +11,18 @@ from typing import Any, TypeVar, cast
 
 from appliance.integrity import macs
 from appliance.integrity.anchors import BrokenRow, Change, Integrity
-from appliance.integrity.rows import MEMBER, SESSION, USER, VAULT, Domain, RowSpec, bucket_of
+from appliance.integrity.rows import (
+    FOLDER,
+    FOLDER_ACCESS,
+    FOLDER_KEY,
+    MEMBER,
+    SESSION,
+    USER,
+    VAULT,
+    Domain,
+    RowSpec,
+    bucket_of,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,6 +54,9 @@ def audits_integrity(method: F) -> F:
 
 
 __all__ = [
+    "FOLDER",
+    "FOLDER_ACCESS",
+    "FOLDER_KEY",
     "MEMBER",
     "SESSION",
     "USER",

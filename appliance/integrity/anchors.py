@@ -159,6 +159,23 @@ class Integrity:
                     return fresh
         raise BrokenRow(spec.table, _target(spec, row), actor, client_addr)
 
+    def verified(self, db: Any, work: Work, spec: RowSpec, rows: Any, *, actor: str | None = None) -> list[Any]:
+        """The rows whose MACs verify, reading each bucket's counter once; a row that
+        fails is re-checked as ``require`` does (BrokenRow if it still fails)."""
+        counters: dict[int, int] = {}
+        out = []
+        for row in rows:
+            bucket = spec.bucket(row)
+            if bucket not in counters:
+                counters[bucket] = self.counter(work, spec.domain, spec.bucket_key(row))
+            if self._valid_with(work, spec, row, counters[bucket]):
+                out.append(row)
+                continue
+            checked = self.require(db, work, spec, row, actor=actor)
+            if checked is not None:
+                out.append(checked)
+        return out
+
     # -- writing ------------------------------------------------------------------------
 
     def lock(self, db: Any, domain: Domain) -> None:

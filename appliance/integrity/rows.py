@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from appliance.models import Session, User, Vault, VaultMember
+from appliance.models import Folder, FolderAccess, FolderKey, Session, User, Vault, VaultMember
 
 BUCKETS = 1024
 
@@ -116,8 +116,37 @@ MEMBER = RowSpec(
     fields=lambda r: (r.role, int(r.key_version), r.wrapped_key_mac),
 )
 
+# Folders (appliance/folders): where a folder hangs (inheritance), whether it has
+# its own key and which version; each member's setting; each wrapped folder key.
+FOLDER = RowSpec(
+    table="folders",
+    model=Folder,
+    domain=Domain.VAULTS,
+    bucket_key=lambda r: r.vault_id,
+    identity=lambda r: (r.id,),
+    fields=lambda r: (r.vault_id, r.parent_id, bool(r.keyed), int(r.key_version)),
+)
+
+FOLDER_ACCESS = RowSpec(
+    table="folder_access",
+    model=FolderAccess,
+    domain=Domain.VAULTS,
+    bucket_key=lambda r: r.vault_id,
+    identity=lambda r: (r.folder_id, r.user_id),
+    fields=lambda r: (r.vault_id, r.access),
+)
+
+FOLDER_KEY = RowSpec(
+    table="folder_keys",
+    model=FolderKey,
+    domain=Domain.VAULTS,
+    bucket_key=lambda r: r.vault_id,
+    identity=lambda r: (r.folder_id, r.user_id),
+    fields=lambda r: (r.vault_id, int(r.key_version), r.wrapped_key_mac),
+)
+
 SPECS: dict[Domain, tuple[RowSpec, ...]] = {
     Domain.USERS: (USER,),
     Domain.SESSIONS: (SESSION,),
-    Domain.VAULTS: (VAULT, MEMBER),
+    Domain.VAULTS: (VAULT, MEMBER, FOLDER, FOLDER_ACCESS, FOLDER_KEY),
 }

@@ -87,7 +87,7 @@ def test_error_body_and_closed_bodies(doc):
         assert schema.get("additionalProperties") is False, name
     patch = schemas["ItemPatchIn"]
     assert patch["required"] == ["version"]
-    assert set(patch["properties"]) == {"version", "title", "username", "password", "url", "notes"}
+    assert set(patch["properties"]) == {"version", "title", "username", "password", "url", "notes", "totp", "folder_id"}
     assert schemas["MemberIn"]["properties"]["role"]["enum"] == ["read", "write", "admin"]
     assert set(schemas["MemberOut"]["properties"]) == {"user_id", "email", "role"}
 

@@ -419,5 +419,5 @@ def test_item_listing_never_contains_passwords(client, app):
     for summary in summaries:
         assert "password" not in summary
         assert "notes" not in summary
-        assert set(summary) == {"id", "vault_id", "version", "title", "username", "url", "updated_at"}
+        assert set(summary) == {"id", "vault_id", "version", "title", "username", "url", "updated_at", "folder_id"}
     assert "hunter" not in r.text

@@ -107,7 +107,7 @@ def test_a_root_planted_with_a_known_value_is_refused(sqlite_client, sqlite_app)
 def test_a_membership_planted_during_a_key_rotation_is_never_blessed(sqlite_client, sqlite_app, monkeypatch, how):
     """What a concurrent writer's commit looks like, on PostgreSQL, to the transaction
     removing a member (simulated at the moment items are re-encrypted)."""
-    import appliance.items as items_mod
+    import appliance.folders.rotation as rotation_mod
 
     client, app = sqlite_client, sqlite_app
     admin = new_user(client, app, "admin@example.com")
@@ -132,12 +132,13 @@ def test_a_membership_planted_during_a_key_rotation_is_never_blessed(sqlite_clie
     if how == "moved into the bucket":
         with app.db.write() as db:
             db.execute(insert(VaultMember).values(**planted, anchor_bucket=None))
-    real, done = items_mod.reencrypt_item, []
+    real, done = rotation_mod.reseal_rows, []
 
-    def racing(work, row, old, new, version):
-        real(work, row, old, new, version)
-        if not done:
-            db = object_session(row)
+    def racing(work, rows, old, new, ref, folder_id=None):
+        rows = list(rows)
+        count = real(work, rows, old, new, ref, folder_id)
+        if rows and not done:
+            db = object_session(rows[0])
             if how == "inserted":
                 db.execute(insert(VaultMember).values(**planted, anchor_bucket=bucket_of(vault)))
             else:
@@ -147,8 +148,9 @@ def test_a_membership_planted_during_a_key_rotation_is_never_blessed(sqlite_clie
                     .values(anchor_bucket=bucket_of(vault))
                 )
             done.append(1)
+        return count
 
-    monkeypatch.setattr(items_mod, "reencrypt_item", racing)
+    monkeypatch.setattr(rotation_mod, "reseal_rows", racing)
     r = client.delete(f"/api/v1/vaults/{vault}/members/{bob_id}", headers=admin)
     assert r.status_code in (204, 500)  # refused (audited) when the planted row is seen
     app.keystore.cache.clear()

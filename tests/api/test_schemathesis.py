@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, settings
 
 from appliance.core import Appliance
 from appliance.errors import Unauthorized
-from appliance.models import Item, User, Vault, VaultMember
+from appliance.models import Folder, Item, User, Vault, VaultMember
 from tests.conftest import build_app
 from tests.support import PIN, STRONG_PASSWORD, FakeClock
 from web.app import create_app
@@ -71,6 +71,7 @@ class World:
         app.recovery.init([ADMIN, MEMBER], 2)  # so that the recovery operations reach their code
         self.vault_id = ""
         self.item_id = ""
+        self.folder_id = ""
         self.files = FilesWorld(app)
         self.counter = itertools.count()
         self.seen: dict[str, set[int]] = {}
@@ -110,13 +111,22 @@ class World:
             vault_ok = db.get(Vault, self.vault_id) is not None and owner is not None and owner.role == "admin"
             member_ok = vault_ok and db.get(VaultMember, (self.vault_id, self.ids[MEMBER])) is not None
             item_ok = vault_ok and db.get(Item, self.item_id) is not None
+            folder_ok = vault_ok and db.get(Folder, self.folder_id) is not None
         if not vault_ok:
             self.vault_id = self.app.vaults.create(admin, "Infrastructure").id
         if not member_ok:
             self.app.vaults.add_member(admin, self.vault_id, MEMBER, "read")
         if not item_ok:
-            values = {"title": "Primary DB", "username": "postgres", "password": "s3cr3t", "url": "https://db"}
+            values = {
+                "title": "Primary DB",
+                "username": "postgres",
+                "password": "s3cr3t",
+                "url": "https://db",
+                "totp": "JBSWY3DPEHPK3PXP",
+            }
             self.item_id = self.app.items.create(admin, self.vault_id, values).id
+        if not folder_ok:  # left empty, so that deleting it can succeed
+            self.folder_id = self.app.folders.create(admin, self.vault_id, "Production").id
         self.files.repair(admin, self.vault_id)
 
     def item_version(self) -> int:
@@ -157,7 +167,13 @@ class World:
         n = next(self.counter)
         positive = case.meta is None or not case.meta.generation.mode.is_negative
         if positive and n % 4:
-            real = {"vault_id": self.vault_id, "item_id": self.item_id, "user_id": self.ids[MEMBER]}
+            real: dict[str, Any] = {
+                "vault_id": self.vault_id,
+                "item_id": self.item_id,
+                "user_id": self.ids[MEMBER],
+                "folder_id": self.folder_id,
+                "n": self.item_version(),
+            }
             real.update(self.files.path_ids(case))
             if case.operation.definition.raw.get("operationId") == "deleteUser":
                 real["user_id"] = self._throwaway(n)  # deleting MEMBER would end the run's world

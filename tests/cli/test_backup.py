@@ -42,9 +42,20 @@ def _populate(config, tmp_path):
             http.post(
                 f"/api/v1/vaults/{vault}/members", json={"email": "bob@example.com", "role": "read"}, headers=admin
             )
+            # Folders whose parent was created after them (a move), one restricted (keyed).
+            inner = http.post(f"/api/v1/vaults/{vault}/folders", json={"name": "inner"}, headers=admin).json()["id"]
+            outer = http.post(f"/api/v1/vaults/{vault}/folders", json={"name": "outer"}, headers=admin).json()["id"]
+            assert http.patch(f"/api/v1/folders/{inner}", json={"parent_id": outer}, headers=admin).status_code == 200
+            bob = next(
+                m for m in http.get(f"/api/v1/vaults/{vault}/members", headers=admin).json() if m["role"] == "read"
+            )
+            r = http.put(f"/api/v1/folders/{inner}/access/{bob['user_id']}", json={"access": "none"}, headers=admin)
+            assert r.status_code == 200
             items = [
                 http.post(
-                    f"/api/v1/vaults/{vault}/items", json={"title": f"t{i}", "password": p}, headers=admin
+                    f"/api/v1/vaults/{vault}/items",
+                    json={"title": f"t{i}", "password": p, "folder_id": inner if i else None},
+                    headers=admin,
                 ).json()["id"]
                 for i, p in enumerate(SECRETS[:2])
             ]
@@ -133,9 +144,10 @@ def _drill(tmp_path: Path, kind: str, url: str | None) -> None:
     try:
         with server.client() as http:
             admin, bob = _login(http, "admin@example.com"), _login(http, "bob@example.com")
-            for headers in (admin, bob):
-                got = [http.get(f"/api/v1/items/{i}", headers=headers).json()["password"] for i in items]
-                assert got == list(SECRETS[:2])
+            got = [http.get(f"/api/v1/items/{i}", headers=admin).json()["password"] for i in items]
+            assert got == list(SECRETS[:2])
+            assert http.get(f"/api/v1/items/{items[0]}", headers=bob).json()["password"] == SECRETS[0]
+            assert http.get(f"/api/v1/items/{items[1]}", headers=bob).status_code == 404  # "none" on its folder
             r = http.post(f"/api/v1/vaults/{vault}/items", json={"title": "after", "password": "x"}, headers=admin)
             assert r.status_code == 201
     finally:

@@ -122,6 +122,8 @@ def test_status_prints_aligned_tables_with_headers(lab):
         "VERSION": "1",
         "CURRENT": "yes",
         "SEALED BLOBS": by_label["coffre-kek-v1"]["SEALED BLOBS"],
+        "STATE": "current",
+        "REFERENCES": by_label["coffre-kek-v1"]["SEALED BLOBS"],
     }
     assert by_label["coffre-kek-v1"]["SEALED BLOBS"].isdigit()
     assert by_label["coffre-pepper-v1"]["SEALED BLOBS"] == "-"
@@ -141,6 +143,7 @@ def test_status_json_is_for_scripts(lab):
     assert report["hsm"]["unwrap_template"]["enforced"] is True
     kek = [r for r in report["hsm"]["roots"] if r["kind"] == "kek"]
     assert kek[-1]["label"] == "coffre-kek-v1" and kek[-1]["current"] is True and isinstance(kek[-1]["sealed"], int)
+    assert kek[-1]["state"] == "current" and kek[-1]["referenced"] == kek[-1]["sealed"]
     assert report["database"]["schema"] == report["database"]["head"]
     assert isinstance(report["counts"]["users"], int)
 

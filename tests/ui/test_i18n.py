@@ -86,6 +86,7 @@ def test_main_pages_in_french_leave_no_english(lab, browser):
         "/account",
         "/admin/users",
         "/admin/audit?verify=1",
+        "/admin/keys",
         "/admin/status",
         "/no/such/page",
     ]

@@ -110,6 +110,7 @@ PAGES = [
     "/account",
     "/admin/users",
     "/admin/audit?verify=1",
+    "/admin/keys",
     "/admin/status",
     "/no/such/page",
 ]

@@ -3,12 +3,14 @@ edit, vault rename/delete, the last administrator, my sessions, admin pages hidd
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.ui.support import enroll, login, new_context
+from tests.support import run_cli
+from tests.ui.support import enroll, login, new_context, shot
 
 NEW_PASSWORD = "Glacier lantern orchestra 9 meadow"
 
@@ -26,8 +28,21 @@ def test_console_user_actions_and_hidden_from_others(lab, browser):
     admin_ctx, admin = _person(lab, browser, "console-admin@example.com", admin=True)
     user_ctx, user = _person(lab, browser, "console-user@example.com")
 
-    for path in ("/admin/users", "/admin/audit", "/admin/status"):
+    for path in ("/admin/users", "/admin/audit", "/admin/keys", "/admin/status"):
         assert user.goto(lab.url + path).status == 404
+
+    # Key jobs: a KEK rotation run from the console shows with its progress and the
+    # root versions' state and references.
+    rotated = run_cli(lab.config, "keys", "rotate", "kek", "--json")
+    assert rotated.returncode == 0, rotated.stderr
+    job = json.loads(rotated.stdout.splitlines()[-1])
+    admin.goto(lab.url + "/admin/keys")
+    admin.get_by_role("link", name="Key jobs").wait_for()
+    bar = admin.get_by_role("progressbar", name=f"Progress of job {job['id']}")
+    assert bar.get_attribute("value") == bar.get_attribute("max")
+    roots = admin.get_by_role("table").last
+    assert "coffre-kek-v1" in roots.inner_text() and job["target"] in roots.inner_text()
+    shot(admin, "admin-key-jobs")
 
     # Reset password: the link is shown once; the user sets a new password, keeps the PIN.
     admin.goto(lab.url + "/admin/users")

@@ -8,7 +8,7 @@ import msgspec
 from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from appliance.core import Appliance
@@ -28,6 +28,8 @@ def _item(item: ItemView) -> schemas.ItemOut:
         password=f.password,
         url=f.url,
         notes=f.notes,
+        totp=f.totp,
+        folder_id=item.folder_id,
         created_at=iso(item.created_at),
         updated_at=iso(item.updated_at),
     )
@@ -42,6 +44,7 @@ def _summary(s: ItemSummary) -> schemas.ItemSummaryOut:
         username=s.username,
         url=s.url,
         updated_at=iso(s.updated_at),
+        folder_id=s.folder_id,
     )
 
 
@@ -63,11 +66,16 @@ class ItemsController(Controller):
 
     @get("/vaults/{vault_id:str}/items", operation_id="listItems", sync_to_thread=True)
     def list_items(
-        self, appliance: NamedDependency[Appliance], request: Request[Any, Any, State], vault_id: FromPath[str]
+        self,
+        appliance: NamedDependency[Appliance],
+        request: Request[Any, Any, State],
+        vault_id: FromPath[str],
+        folder_id: FromQuery[str | None] = None,
     ) -> list[schemas.ItemSummaryOut]:
+        """Every item the caller may see in the vault; with ``folder_id``, those directly in that folder."""
         with serialized(request):
             caller = principal(request)
-            return [_summary(s) for s in appliance.items.list_items(caller, vault_id)]
+            return [_summary(s) for s in appliance.items.list_items(caller, vault_id, folder_id)]
 
     @get("/items/{item_id:str}", operation_id="getItem", sync_to_thread=True)
     def get_item(
@@ -90,6 +98,8 @@ class ItemsController(Controller):
             caller = principal(request)
             values = msgspec.structs.asdict(strict_body(request, schemas.ItemUpdateIn))
             version = values.pop("version")
+            if values.get("folder_id") is msgspec.UNSET:
+                values.pop("folder_id")
             return _item(appliance.items.update(caller, item_id, values, version))
 
     @patch("/items/{item_id:str}", status_code=HTTP_200_OK, operation_id="patchItem", sync_to_thread=True)

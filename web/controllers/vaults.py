@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, delete, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from appliance.core import Appliance
 from appliance.vaults import MemberView, VaultView
@@ -43,6 +44,36 @@ class VaultsController(Controller):
         with serialized(request):
             caller = principal(request)
             return [_vault(v) for v in appliance.vaults.list_vaults(caller)]
+
+    @post(
+        "/{vault_id:str}/rotate",
+        status_code=HTTP_200_OK,
+        operation_id="rotateVaultKey",
+        sync_to_thread=True,
+        responses={202: ResponseSpec(schemas.KeyJobOut, description="scheduled for a vault administrator")},
+    )
+    def rotate_key(
+        self, appliance: NamedDependency[Appliance], request: Request[Any, Any, State], vault_id: FromPath[str]
+    ) -> Response[schemas.KeyJobOut]:
+        """Rotate the vault key now (a vault administrator: 200, job done) or schedule
+        it for the vault's administrators (an appliance administrator: 202, job waiting)."""
+        with serialized(request):
+            caller = principal(request)
+            view = appliance.keyops.vault_rotation(caller, vault_id, caller.user_id)
+            body = schemas.KeyJobOut(
+                id=view.id,
+                kind=view.kind,
+                target=view.target,
+                state=view.state,
+                phase=view.phase,
+                total=view.total,
+                done=view.done,
+                failed=view.failed,
+                started_by=view.started_by,
+                started_at=view.started_at,
+                finished_at=view.finished_at,
+            )
+            return Response(body, status_code=HTTP_200_OK if view.state == "done" else HTTP_202_ACCEPTED)
 
     @get("/{vault_id:str}", operation_id="getVault", sync_to_thread=True)
     def get_vault(

@@ -116,6 +116,57 @@
     });
   });
 
+  // TOTP: the code on request (POST), with a countdown; renewed at each period for 5 minutes.
+  document.querySelectorAll("form[data-totp-form]").forEach(function (form) {
+    var box = form.closest("[data-totp]");
+    var output = box.querySelector("output");
+    var left = box.querySelector("[data-totp-left]");
+    var copy = box.querySelector("[data-totp-copy]");
+    var masked = output.textContent;
+    var ticker = null, periods = 0, remaining = 0;
+    function stop() {
+      window.clearInterval(ticker);
+      ticker = null;
+      output.textContent = masked;
+      left.textContent = "";
+    }
+    function fetchCode() {
+      return post(form.action, new FormData(form), false).then(function (json) {
+        output.textContent = json.code;
+        remaining = json.seconds_left;
+        left.textContent = left.getAttribute("data-template").replace("{n}", String(remaining));
+        return json.code;
+      });
+    }
+    function tick() {
+      remaining -= 1;
+      if (remaining > 0) {
+        left.textContent = left.getAttribute("data-template").replace("{n}", String(remaining));
+        return;
+      }
+      periods += 1;
+      if (periods >= 10) { stop(); return; }
+      fetchCode().catch(function (error) { stop(); announce(error.message, true); });
+    }
+    function start() {
+      periods = 0;
+      return fetchCode().then(function (code) {
+        if (ticker === null) { ticker = window.setInterval(tick, 1000); }
+        return code;
+      });
+    }
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      start().catch(function (error) { announce(error.message, true); });
+    });
+    if (copy) {
+      copy.removeAttribute("hidden");
+      copy.addEventListener("click", function () {
+        start().then(copyText).catch(function (error) { announce(error.message, true); });
+      });
+    }
+  });
+
   // Copy password: fetched by POST, never shown.
   document.querySelectorAll("form[data-copy-form]").forEach(function (form) {
     form.addEventListener("submit", function (event) {

@@ -16,6 +16,8 @@ from web.ui.admin import AdminPages
 from web.ui.auth import AuthPages
 from web.ui.errors import HANDLERS
 from web.ui.files import FilePages
+from web.ui.folders import FolderPages
+from web.ui.history import HistoryPages
 from web.ui.i18n import jinja_gettext, jinja_ngettext
 from web.ui.items import ItemPages
 from web.ui.members import MemberPages
@@ -49,6 +51,8 @@ def routers() -> list[Router]:
             AuthPages,
             VaultPages,
             ItemPages,
+            FolderPages,
+            HistoryPages,
             MemberPages,
             AccountPages,
             AdminPages,

@@ -1,4 +1,4 @@
-"""The admin console: users, the audit log, system status.
+"""The admin console: users, the audit log, key jobs, system status.
 
 The domain refuses non-administrators (Forbidden); the console answers them 404
 so it does not show that it exists."""
@@ -50,6 +50,7 @@ _COUNTS = re.compile(
     r"sessions (?P<sessions>\d+), audit entries (?P<entries>\d+)$"
 )
 _PROTECTS = re.compile(r"protects (?P<n>\d+) sealed blobs")
+_REFERENCES = re.compile(r"(?P<n>\d+) references")
 _STATUS_LINE = re.compile(r"^(?:(?P<a>[^:]+?):|(?P<b>root \S+))\s+(?P<value>.*)$")
 
 
@@ -77,6 +78,8 @@ def _status_value(request: Request[Any, Any, Any], value: str) -> str:
             **counts.groupdict(),
         )
     value = value.replace("(current)", t(request, "(current)"))
+    value = value.replace("(old)", t(request, "(old)")).replace("(retired)", t(request, "(retired)"))
+    value = _REFERENCES.sub(lambda m: t(request, "%(n)s references", n=m.group("n")), value)
     return _PROTECTS.sub(lambda m: t(request, "protects %(n)s sealed blobs", n=m.group("n")), value)
 
 
@@ -228,6 +231,14 @@ class AdminPages(Controller):
             if q.get("verify"):
                 verified = audit_view.verify_chain(app, principal, (q.get("head") or "").strip()[:64] or None)
         return page(request, "admin_audit.html", result=result, filters=filters, verified=verified, error=error)
+
+    @get("/keys", sync_to_thread=True)
+    def keys(self, request: Request[Any, Any, Any]) -> Template:
+        from appliance.keyops.console import key_screen
+
+        with console(request):
+            screen = key_screen(appliance_of(request), caller(request))
+        return page(request, "admin_keys.html", screen=screen)
 
     @get("/status", sync_to_thread=True)
     def status(self, request: Request[Any, Any, Any]) -> Template:

@@ -107,6 +107,24 @@ KNOWN = {
         "The form expired or came from another site. Reload the page and try again."
     ),
     "cross-site request refused": N_("This request came from another site and was refused."),
+    "only an empty folder can be deleted (move or delete what is in it first)": N_(
+        "Only an empty folder can be deleted. Move or delete what is in it first."
+    ),
+    "this needs full access to the folder": N_("This needs full access to the folder."),
+    "this needs full access where the folder goes": N_("This needs full access where the folder goes."),
+    "this needs full access where the item goes": N_("This needs full access to the chosen folder."),
+    "this needs full access where the item is": N_("This needs full access to the item's folder."),
+    "only vault administrators manage folder access": N_("Only vault administrators manage folder access."),
+    "vault administrators always have full access": N_("Vault administrators always have full access."),
+    "folders nest at most 8 levels deep": N_("Folders nest at most 8 levels deep."),
+    "a folder cannot move into itself or one of its subfolders": N_(
+        "A folder cannot move into itself or one of its subfolders."
+    ),
+    "totp must be an otpauth://totp/ URI or a base32 secret": N_(
+        "The TOTP secret must be an otpauth://totp/ link or a base32 secret."
+    ),
+    "no such folder": N_("This folder does not exist or you cannot see it."),
+    "no such version": N_("This version is not kept."),
 }
 
 # The domain's messages that carry a value.
@@ -172,6 +190,13 @@ FLASH = {
     "item_created": N_("Item saved."),
     "item_updated": N_("Item saved."),
     "item_deleted": N_("Item deleted."),
+    "folder_created": N_("Folder created."),
+    "folder_saved": N_("Folder saved."),
+    "folder_deleted": N_("Folder deleted."),
+    "folder_refused": N_("The folder could not be created here."),
+    "folder_not_found": N_("This folder does not exist or you cannot see it."),
+    "folder_access_saved": N_("Access saved. Keys were rotated where someone lost access."),
+    "item_restored": N_("Version restored as the current one."),
     "member_added": N_("Member added."),
     "member_changed": N_("Role changed."),
     "member_removed": N_("Member removed; the vault key was rotated."),
