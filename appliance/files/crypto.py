@@ -18,12 +18,27 @@ if TYPE_CHECKING:
 DATA_KEY_BYTES = 32
 
 
-def key_context(vault_id: str, file_id: str, version: int, key_version: int) -> bytes:
-    return f"coffre/file-key/v1|vault={vault_id}|file={file_id}|version={version}|key={key_version}".encode("ascii")
+def _context(
+    what: str, vault_id: str, file_id: str, version: int, key_version: int, key_folder_id: str | None
+) -> bytes:
+    if key_folder_id is None:  # under the vault key
+        text = f"coffre/file-{what}/v1|vault={vault_id}|file={file_id}|version={version}|key={key_version}"
+    else:  # under a folder's key
+        text = (
+            f"coffre/file-{what}/v2|vault={vault_id}|keyfolder={key_folder_id}|file={file_id}"
+            f"|version={version}|key={key_version}"
+        )
+    return text.encode("ascii")
 
 
-def meta_context(vault_id: str, file_id: str, version: int, key_version: int) -> bytes:
-    return f"coffre/file-meta/v1|vault={vault_id}|file={file_id}|version={version}|key={key_version}".encode("ascii")
+def key_context(vault_id: str, file_id: str, version: int, key_version: int, key_folder_id: str | None = None) -> bytes:
+    return _context("key", vault_id, file_id, version, key_version, key_folder_id)
+
+
+def meta_context(
+    vault_id: str, file_id: str, version: int, key_version: int, key_folder_id: str | None = None
+) -> bytes:
+    return _context("meta", vault_id, file_id, version, key_version, key_folder_id)
 
 
 def new_data_key(work: Work) -> bytes:

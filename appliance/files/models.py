@@ -32,7 +32,9 @@ class FileVersion(Base):
     vault_id: Mapped[str] = mapped_column(String(32), index=True)
     size: Mapped[int] = mapped_column(BigInteger)
     chunk_size: Mapped[int] = mapped_column(Integer)
-    # The vault key version that wraps ``wrapped_key`` and seals ``meta_ct``.
+    # The key that wraps ``wrapped_key`` and seals ``meta_ct``: the vault key (``key_folder_id``
+    # None) or the key of the nearest keyed folder above the file, at ``key_version``.
+    key_folder_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     key_version: Mapped[int] = mapped_column(Integer)
     # Data key (32 bytes from the token's RNG): AES-256-GCM under the vault key in
     # the token, associated data naming vault, file, version and vault-key version.

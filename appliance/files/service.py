@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select
 
-from appliance.errors import Conflict, IntegrityFailure, NotFound, TooLarge, ValidationFailed
+from appliance.errors import Conflict, Forbidden, IntegrityFailure, NotFound, TooLarge, ValidationFailed
 from appliance.files import crypto
 from appliance.files import format as fmt
 from appliance.files.models import FileUpload, FileVersion, StoredFile
 from appliance.files.store import BlobStore, DatabaseStore, FilesystemStore
 from appliance.files.stream import Download, Upload
+from appliance.folders.access import Level
+from appliance.folders.sealing import KeyRef
 from appliance.integrity import audits_integrity
 from appliance.sessions import Principal
 from appliance.tokens import is_id, new_id
@@ -90,17 +92,41 @@ class Files:
     # -- access --------------------------------------------------------------------
 
     def _file_and_member(
-        self, db: Any, principal: Principal, file_id: str, at_least: Role
+        self, db: Any, work: Work, principal: Principal, file_id: str, at_least: Role
     ) -> tuple[StoredFile, VaultMember]:
+        """The file and the caller's membership; the vault role *and* the access to the
+        file's folder must allow ``at_least`` (a folder set to "no access": 404)."""
         row = db.get(StoredFile, file_id) if is_id(file_id) else None
         if row is None:
             raise NotFound("no such file")
         try:
-            member = self.app.vaults.membership(db, principal, row.vault_id, Role.READ)
+            member = self.app.vaults.membership(db, principal, row.vault_id, Role.READ, work)
         except NotFound:
             raise NotFound("no such file") from None
         self.app.vaults.check_role(member, at_least)
+        self._folder_level(db, work, principal, member, row.folder_id, at_least, "no such file")
         return row, member
+
+    def _folder_level(
+        self,
+        db: Any,
+        work: Work,
+        principal: Principal,
+        member: VaultMember,
+        folder_id: Any,
+        at_least: Role,
+        missing: str,
+    ) -> KeyRef:
+        """The key a file in ``folder_id`` is sealed under now; NotFound/Forbidden by the folder's access."""
+        place = self.app.folders.place(db, work, principal, member, folder_id, missing)
+        if place.level < (Level.FULL if at_least >= Role.WRITE else Level.READ):
+            raise Forbidden("this needs full access to the folder")
+        return place.ref
+
+    def _key(self, db: Any, work: Work, principal: Principal, member: VaultMember, ref: KeyRef) -> Any:
+        if ref.folder_id is None and ref.version != member.key_version:
+            raise Conflict("the vault key changed meanwhile; retry")
+        return self.app.folders.key(db, work, principal, member, ref)
 
     def _fail(self, principal: Principal | None, target: str, what: str, **details: Any) -> None:
         with self.app.keystore.work() as work, self.app.db.write() as db:
@@ -162,32 +188,35 @@ class Files:
     ) -> Upload:
         """Start a new file in a vault (write role)."""
         name = check_name(name)
-        if folder_id is not None:
-            raise ValidationFailed("folders are not available on this appliance yet; leave folder_id out")
-        with self.app.db.read() as db:
-            member = self.app.vaults.membership(db, principal, vault_id, Role.WRITE)
+        if folder_id == "":
+            folder_id = None
+        with self.app.keystore.work() as work, self.app.db.read() as db:
+            member = self.app.vaults.membership(db, principal, vault_id, Role.WRITE, work)
+            self._folder_level(db, work, principal, member, folder_id, Role.WRITE, "no such folder")
             if declared_size is not None:
                 self._check_quota(db, principal, vault_id, declared_size)
             limit, message = self._limit(db, principal, vault_id)
-        return self._begin(principal, member, new_id(), 1, name, check_content_type(content_type), None, limit, message)
+        kind = check_content_type(content_type)
+        return self._begin(principal, member, folder_id, new_id(), 1, name, kind, None, limit, message)
 
     @audits_integrity
     def begin_replace(
         self, principal: Principal, file_id: str, content_type: Any = None, declared_size: int | None = None
     ) -> Upload:
         """Start the next version of a file (write role); the name stays."""
-        with self.app.db.read() as db:
-            row, member = self._file_and_member(db, principal, file_id, Role.WRITE)
+        with self.app.keystore.work() as work, self.app.db.read() as db:
+            row, member = self._file_and_member(db, work, principal, file_id, Role.WRITE)
             current = db.get(FileVersion, (row.id, row.current_version))
             if declared_size is not None:
                 self._check_quota(db, principal, row.vault_id, declared_size)
             limit, message = self._limit(db, principal, row.vault_id)
-        if current is None:
-            raise NotFound("no such file")
-        meta = self._meta(principal, member, current)
+            if current is None:
+                raise NotFound("no such file")
+            meta = self._meta_in(db, work, principal, member, current)
         return self._begin(
             principal,
             member,
+            row.folder_id,
             row.id,
             row.current_version + 1,
             meta["name"],
@@ -201,6 +230,7 @@ class Files:
         self,
         principal: Principal,
         member: VaultMember,
+        folder_id: str | None,
         file_id: str,
         version: int,
         name: str,
@@ -209,13 +239,13 @@ class Files:
         limit: int,
         message: str,
     ) -> Upload:
-        vault_id, key_version = member.vault_id, member.key_version
-        with self.app.keystore.work() as work:
-            vault_key = self.app.vaults.vault_key(work, principal, member)
+        vault_id = member.vault_id
+        with self.app.keystore.work() as work, self.app.db.read() as db:
+            ref = self._folder_level(db, work, principal, member, folder_id, Role.WRITE, "no such folder")
+            key = self._key(db, work, principal, member, ref)
             data_key = crypto.new_data_key(work)
-            wrapped = crypto.wrap(
-                work, vault_key, data_key, crypto.key_context(vault_id, file_id, version, key_version)
-            )
+            context = crypto.key_context(vault_id, file_id, version, ref.version, ref.folder_id)
+            wrapped = crypto.wrap(work, key, data_key, context)
         header = fmt.new_header(self.settings.chunk_kib * 1024, fmt.key_ref(vault_id, file_id, version))
         cipher = crypto.chunk_cipher(self.settings.bulk_crypto, self.app.keystore, fmt.payload_key(data_key, header))
         del data_key
@@ -234,7 +264,18 @@ class Files:
 
         def finish(upload: Upload) -> FileView:
             return self._finish(
-                principal, member, file_id, version, base_version, name, content_type, wrapped, upload, store.name
+                principal,
+                member,
+                folder_id,
+                ref,
+                file_id,
+                version,
+                base_version,
+                name,
+                content_type,
+                wrapped,
+                upload,
+                store.name,
             )
 
         def abort(upload: Upload) -> None:
@@ -247,6 +288,8 @@ class Files:
         self,
         principal: Principal,
         member: VaultMember,
+        folder_id: str | None,
+        ref: KeyRef,
         file_id: str,
         version: int,
         base_version: int | None,
@@ -256,27 +299,29 @@ class Files:
         upload: Upload,
         store_name: str,
     ) -> FileView:
-        vault_id, key_version = member.vault_id, member.key_version
+        vault_id = member.vault_id
         digest = upload.sha256.hexdigest()
         meta = {"name": name, "content_type": content_type or "application/octet-stream", "sha256": digest}
         now = self.app.clock()
         dropped: list[tuple[str, str]] = []
         with self.app.keystore.work() as work:
-            vault_key = self.app.vaults.vault_key(work, principal, member)
-            meta_ct = crypto.seal_meta(
-                work, vault_key, meta, crypto.meta_context(vault_id, file_id, version, key_version)
-            )
+            with self.app.db.read() as db:
+                key = self._key(db, work, principal, member, ref)
+            context = crypto.meta_context(vault_id, file_id, version, ref.version, ref.folder_id)
+            meta_ct = crypto.seal_meta(work, key, meta, context)
             with self.app.db.write() as db:
-                self.app.vaults.lock(db, vault_id, exclusive=False)  # no rotation under our feet
+                # Shared lock: no vault key rotation or folder key change under our feet.
+                self.app.vaults.lock(db, vault_id, exclusive=False)
                 current = self.app.vaults.membership(db, principal, vault_id, Role.WRITE, work)
-                if current.key_version != key_version:
-                    raise Conflict("the vault key changed during the upload; upload again")
+                again = self._folder_level(db, work, principal, current, folder_id, Role.WRITE, "no such folder")
+                if current.key_version != member.key_version or again != ref:
+                    raise Conflict("the vault or folder key changed during the upload; upload again")
                 self._check_quota(db, principal, vault_id, upload.size)
                 if base_version is None:
                     row = StoredFile(
                         id=file_id,
                         vault_id=vault_id,
-                        folder_id=None,
+                        folder_id=folder_id,
                         current_version=version,
                         created_at=now,
                         created_by=principal.user_id,
@@ -300,7 +345,8 @@ class Files:
                         vault_id=vault_id,
                         size=upload.size,
                         chunk_size=upload.sealer.header.chunk_size,
-                        key_version=key_version,
+                        key_folder_id=ref.folder_id,
+                        key_version=ref.version,
                         wrapped_key=wrapped,
                         meta_ct=meta_ct,
                         blob_id=upload.blob_id,
@@ -332,7 +378,7 @@ class Files:
         return FileView(
             file_id,
             vault_id,
-            None,
+            folder_id,
             name,
             meta["content_type"],
             upload.size,
@@ -352,17 +398,19 @@ class Files:
 
     # -- metadata --------------------------------------------------------------------
 
-    def _meta(self, principal: Principal, member: VaultMember, version: FileVersion) -> dict[str, Any]:
-        if version.key_version != member.key_version:
-            raise Conflict("the vault key changed meanwhile; retry")
-        with self.app.keystore.work() as work:
-            return self._meta_in(work, principal, member, version)
+    @staticmethod
+    def ref_of(version: FileVersion) -> KeyRef:
+        return KeyRef(version.key_folder_id, version.key_version)
 
-    def _meta_in(self, work: Work, principal: Principal, member: VaultMember, version: FileVersion) -> dict[str, Any]:
-        vault_key = self.app.vaults.vault_key(work, principal, member)
-        ctx = crypto.meta_context(version.vault_id, version.file_id, version.version, version.key_version)
+    def _meta_in(
+        self, db: Any, work: Work, principal: Principal, member: VaultMember, version: FileVersion, key: Any = None
+    ) -> dict[str, Any]:
+        key = key if key is not None else self._key(db, work, principal, member, self.ref_of(version))
+        ctx = crypto.meta_context(
+            version.vault_id, version.file_id, version.version, version.key_version, version.key_folder_id
+        )
         try:
-            return crypto.open_meta(work, vault_key, version.meta_ct, ctx)
+            return crypto.open_meta(work, key, version.meta_ct, ctx)
         except (DecryptionFailed, ValueError):
             self._fail(principal, version.file_id, "file_meta", vault=version.vault_id)
             raise IntegrityFailure() from None
@@ -385,34 +433,42 @@ class Files:
 
     @audits_integrity
     def list_files(self, principal: Principal, vault_id: str) -> list[FileView]:
-        with self.app.db.read() as db:
-            member = self.app.vaults.membership(db, principal, vault_id, Role.READ)
-            rows = db.execute(
-                select(StoredFile, FileVersion)
-                .join(
-                    FileVersion,
-                    (FileVersion.file_id == StoredFile.id) & (FileVersion.version == StoredFile.current_version),
-                )
-                .where(StoredFile.vault_id == vault_id)
-            ).all()
+        """The files the caller may see (a folder set to "no access" hides its files)."""
         out = []
         with self.app.keystore.work() as work:
+            with self.app.db.read() as db:
+                member = self.app.vaults.membership(db, principal, vault_id, Role.READ, work)
             if self.app.deposits.adopt(work, principal, member, self.app.vaults.vault_key(work, principal, member)):
                 return self.list_files(principal, vault_id)  # deposits just became files
-            for row, version in rows:
-                if version.key_version != member.key_version:
-                    continue
-                out.append(self._view(row, version, self._meta_in(work, principal, member, version)))
+            with self.app.db.read() as db:
+                rows = db.execute(
+                    select(StoredFile, FileVersion)
+                    .join(
+                        FileVersion,
+                        (FileVersion.file_id == StoredFile.id) & (FileVersion.version == StoredFile.current_version),
+                    )
+                    .where(StoredFile.vault_id == vault_id)
+                ).all()
+                tree = self.app.folders.place(db, work, principal, member, None, "no such vault").tree
+                levels = tree.levels(principal.user_id)
+                keys: dict[KeyRef, Any] = {}
+                for row, version in rows:
+                    ref = self.ref_of(version)
+                    if levels.get(row.folder_id, Level.NONE) < Level.READ or ref != tree.key_ref(row.folder_id):
+                        continue
+                    if ref not in keys:
+                        keys[ref] = self._key(db, work, principal, member, ref)
+                    out.append(self._view(row, version, self._meta_in(db, work, principal, member, version, keys[ref])))
         return sorted(out, key=lambda f: (f.name.lower(), f.id))
 
     @audits_integrity
     def get(self, principal: Principal, file_id: str) -> FileView:
-        with self.app.db.read() as db:
-            row, member = self._file_and_member(db, principal, file_id, Role.READ)
+        with self.app.keystore.work() as work, self.app.db.read() as db:
+            row, member = self._file_and_member(db, work, principal, file_id, Role.READ)
             version = db.get(FileVersion, (row.id, row.current_version))
-        if version is None:
-            raise NotFound("no such file")
-        return self._view(row, version, self._meta(principal, member, version))
+            if version is None:
+                raise NotFound("no such file")
+            return self._view(row, version, self._meta_in(db, work, principal, member, version))
 
     # -- download ----------------------------------------------------------------------
 
@@ -420,19 +476,19 @@ class Files:
     def open_download(self, principal: Principal, file_id: str, version: int | None = None) -> Download:
         """Check access, unwrap the data key (in the token), read and check the
         header; audited as ``file.downloaded``. Call ``prepare`` then ``chunks``."""
-        with self.app.db.read() as db:
-            row, member = self._file_and_member(db, principal, file_id, Role.READ)
-            stored = db.get(FileVersion, (row.id, version or row.current_version))
-        if stored is None:
-            raise NotFound("no such file version")
-        if stored.key_version != member.key_version:
-            raise Conflict("the vault key changed meanwhile; retry")
         with self.app.keystore.work() as work:
-            vault_key = self.app.vaults.vault_key(work, principal, member)
-            meta = self._meta_in(work, principal, member, stored)
-            ctx = crypto.key_context(stored.vault_id, stored.file_id, stored.version, stored.key_version)
+            with self.app.db.read() as db:
+                row, member = self._file_and_member(db, work, principal, file_id, Role.READ)
+                stored = db.get(FileVersion, (row.id, version or row.current_version))
+                if stored is None:
+                    raise NotFound("no such file version")
+                key = self._key(db, work, principal, member, self.ref_of(stored))
+                meta = self._meta_in(db, work, principal, member, stored, key)
+            ctx = crypto.key_context(
+                stored.vault_id, stored.file_id, stored.version, stored.key_version, stored.key_folder_id
+            )
             try:
-                data_key = crypto.unwrap(work, vault_key, stored.wrapped_key, ctx)
+                data_key = crypto.unwrap(work, key, stored.wrapped_key, ctx)
             except DecryptionFailed:
                 data_key = None
             if data_key is not None:
@@ -482,7 +538,7 @@ class Files:
     @audits_integrity
     def delete(self, principal: Principal, file_id: str) -> None:
         with self.app.keystore.work() as work, self.app.db.write() as db:
-            row, _ = self._file_and_member(db, principal, file_id, Role.WRITE)
+            row, _ = self._file_and_member(db, work, principal, file_id, Role.WRITE)
             self.app.vaults.lock(db, row.vault_id, exclusive=False)
             blobs = [
                 (v.blob_id, v.store)
@@ -494,24 +550,18 @@ class Files:
         for blob_id, store in blobs:
             self._drop_blob(blob_id, store)
 
-    # -- vault key rotation (called from Vaults._rotate_without) -------------------------
+    # -- key changes (vault key rotation, folder keys) ----------------------------------
 
     def rewrap_vault(self, db: Any, work: Work, vault_id: str, old_key: Any, new_key: Any, new_version: int) -> int:
-        """Re-wrap every data key and metadata blob of the vault under the new vault
-        key; the content (sealed under the data keys) is not touched."""
-        count = 0
-        for v in db.execute(select(FileVersion).where(FileVersion.vault_id == vault_id)).scalars():
-            old_k = crypto.key_context(vault_id, v.file_id, v.version, v.key_version)
-            old_m = crypto.meta_context(vault_id, v.file_id, v.version, v.key_version)
-            data_key = crypto.unwrap(work, old_key, v.wrapped_key, old_k)
-            meta = work.decrypt_field(old_key, v.meta_ct, old_m)
-            v.wrapped_key = crypto.wrap(
-                work, new_key, data_key, crypto.key_context(vault_id, v.file_id, v.version, new_version)
-            )
-            v.meta_ct = work.encrypt_field(
-                new_key, meta, crypto.meta_context(vault_id, v.file_id, v.version, new_version)
-            )
-            v.key_version = new_version
-            count += 1
-        self.app.deposits.rewrap_vault(db, work, vault_id, old_key, new_key, new_version)
-        return count
+        """After a vault key rotation: re-wrap the data keys and metadata under the vault
+        key (files in keyed folders follow their folder's key, ``reseal_for_tree``)."""
+        from appliance.files.rekey import rewrap_vault
+
+        return rewrap_vault(self.app, db, work, vault_id, old_key, new_key, new_version)
+
+    def reseal_for_tree(
+        self, db: Any, work: Work, tree: Any, old_key: Any, new_keys: dict[str, Any], vault_key: Any
+    ) -> int:
+        from appliance.files.rekey import reseal_for_tree
+
+        return reseal_for_tree(db, work, tree, old_key, new_keys, vault_key)

@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("vault_id", sa.String(length=32), nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("chunk_size", sa.Integer(), nullable=False),
+        sa.Column("key_folder_id", sa.String(length=32), nullable=True),
         sa.Column("key_version", sa.Integer(), nullable=False),
         sa.Column("wrapped_key", sa.LargeBinary(), nullable=False),
         sa.Column("meta_ct", sa.LargeBinary(), nullable=False),
