@@ -25,6 +25,9 @@
     if (!file) { return; }
     var base = form.getAttribute("data-upload");
     var url = base + (base.indexOf("?") >= 0 ? "&" : "?") + "name=" + encodeURIComponent(file.name);
+    form.querySelectorAll("[data-query]").forEach(function (field) {
+      if (field.value) { url += "&" + field.getAttribute("data-query") + "=" + encodeURIComponent(field.value); }
+    });
     var xhr = new XMLHttpRequest();
     xhr.open(form.getAttribute("data-method") || "POST", url);
     xhr.setRequestHeader("Content-Type", "application/octet-stream");

@@ -29,7 +29,12 @@ def _files_page(request: Request[Any, Any, Any], vault_id: str, **extra: Any) ->
         vault = app.vaults.get(principal, vault_id)
         files = app.files.list_files(principal, vault_id)
         boxes = [b for b in app.deposits.list_mine(principal) if b.vault_id == vault_id]
-    return page(request, "files.html", vault=vault, files=files, boxes=boxes, **extra)
+        folders = app.folders.list_folders(principal, vault_id)
+    names = {f.id: f.name for f in folders}
+    writable = [f for f in folders if f.access == "full"]
+    return page(
+        request, "files.html", vault=vault, files=files, boxes=boxes, folders=writable, folder_names=names, **extra
+    )
 
 
 class FilePages(Controller):
@@ -41,12 +46,21 @@ class FilePages(Controller):
         return _files_page(request, vault_id)
 
     @post("/vaults/{vault_id:str}/files/upload", status_code=201, request_max_body_size=None)
-    async def upload(self, request: Request[Any, Any, Any], vault_id: FromPath[str], name: FromQuery[str]) -> FileOut:
+    async def upload(
+        self,
+        request: Request[Any, Any, Any],
+        vault_id: FromPath[str],
+        name: FromQuery[str],
+        folder_id: FromQuery[str | None] = None,
+    ) -> FileOut:
         """The page's script sends the file itself as the body (X-CSRF-Token header)."""
         refuse_form(request)
         size = declared_length(request)
         app = appliance_of(request)
-        upload = await gated(request, lambda: app.files.begin_upload(caller(request), vault_id, name, None, None, size))
+        folder = folder_id or None
+        upload = await gated(
+            request, lambda: app.files.begin_upload(caller(request), vault_id, name, folder, None, size)
+        )
         await pump(request, upload)
         return file_out(await gated(request, upload.finish))
 
