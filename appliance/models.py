@@ -188,6 +188,8 @@ class Folder(Base):
     name: Mapped[str] = mapped_column(String(200))
     keyed: Mapped[bool] = mapped_column(Boolean, default=False)
     key_version: Mapped[int] = mapped_column(Integer, default=0)
+    # SHA-256 of this folder's access settings (under the row MAC): a deleted setting is seen.
+    settings_digest: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[float] = mapped_column(Float)
     created_by: Mapped[str] = mapped_column(String(32))
     row_mac: Mapped[str | None] = mapped_column(String(128), nullable=True)

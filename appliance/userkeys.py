@@ -95,10 +95,14 @@ class UserKeys:
             rewrapped.append(
                 (member, wrapped, bind_member_key(work, member.vault_id, user.id, member.key_version, wrapped))
             )
-        if rewrapped:
-            with self.app.integrity.changing(db, work, Domain.VAULTS, *(m.vault_id for m, _, _ in rewrapped)):
+        folder_keys = self.app.folders.keys.rewrapped_for(db, work, user.id, old_private, public_der)
+        if rewrapped or folder_keys:
+            touched = {m.vault_id for m, _, _ in rewrapped} | {k.vault_id for k, _, _ in folder_keys}
+            with self.app.integrity.changing(db, work, Domain.VAULTS, *sorted(touched)):
                 for member, wrapped, mac in rewrapped:
                     member.wrapped_key, member.wrapped_key_mac = wrapped, mac
+                for copy, wrapped, mac in folder_keys:
+                    copy.wrapped_key, copy.wrapped_key_mac = wrapped, mac
         with self.app.accounts.change_user(db, work, user.id, user.id) as row:
             row.public_key = public_der
             row.public_key_mac = bind_public_key(work, row.id, public_der)
@@ -118,6 +122,7 @@ class UserKeys:
             target=user.id,
             generation=user.key_generation,
             vault_keys=len(rewrapped),
+            folder_keys=len(folder_keys),
             reason=reason,
         )
         return len(rewrapped)

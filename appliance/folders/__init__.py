@@ -5,7 +5,8 @@ so that "none" is cryptographic (see docs/security.md, "Folder keys")."""
 from appliance.folders.access import MAX_DEPTH, Level, Tree
 from appliance.folders.keys import FolderKeys
 from appliance.folders.sealing import FIELDS, KeyRef
-from appliance.folders.service import AccessView, Folders, FolderView, Place
+from appliance.folders.service import Folders, FolderView, Place
+from appliance.folders.settings import AccessView
 
 __all__ = [
     "FIELDS",

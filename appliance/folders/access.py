@@ -13,6 +13,8 @@ folders need their own key.
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +39,16 @@ class Level(enum.IntEnum):
     @property
     def wire(self) -> str:
         return self.name.lower()
+
+
+def settings_digest(settings: dict[str, Level]) -> str:
+    """SHA-256 over one folder's settings ({user id: level}); "" when there are none.
+    Kept in the folder's row (under its MAC): a setting deleted behind the
+    appliance's back no longer matches and the folder is refused."""
+    if not settings:
+        return ""
+    canonical = json.dumps(sorted((user, level.wire) for user, level in settings.items()), separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 def role_level(role: str) -> Level:
@@ -111,6 +123,9 @@ class Tree:
                 out[child] = setting if setting is not None else out[parent]
                 stack.append(child)
         return out
+
+    def settings_of(self, folder_id: str) -> dict[str, Level]:
+        return {user: level for (fid, user), level in self.settings.items() if fid == folder_id}
 
     def key_ref(self, folder_id: str | None) -> KeyRef:
         """The key that seals items in ``folder_id``, as the tree stands."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import or_, select
 
 from appliance.bindings import bind_folder_key, folder_key_is_bound, public_key_is_bound
-from appliance.errors import Conflict, IntegrityFailure
+from appliance.errors import Conflict
 from appliance.folders.access import Tree
 from appliance.folders.sealing import KeyRef, reseal_rows
 from appliance.integrity import FOLDER_KEY, BrokenRow, Change, Domain
@@ -99,6 +99,28 @@ class FolderKeys:
             wrapped_key_mac=bind_folder_key(work, vault_id, folder_id, user.id, version, wrapped),
         )
 
+    def rewrapped_for(
+        self, db: Any, work: Work, user_id: str, old_private: Any, public_der: bytes
+    ) -> list[tuple[FolderKey, bytes, str]]:
+        """A user's key pair is being replaced: each folder key copy they hold (that
+        verifies), re-wrapped to the new public key, for the caller to store inside
+        its anchor change block (``appliance/userkeys.py``)."""
+        rows = db.execute(select(FolderKey).where(FolderKey.user_id == user_id)).scalars().all()
+        out = []
+        for row in self.app.integrity.verified(db, work, FOLDER_KEY, rows, actor=user_id):
+            if not folder_key_is_bound(
+                work, row.vault_id, row.folder_id, user_id, row.key_version, row.wrapped_key, row.wrapped_key_mac
+            ):
+                raise BrokenFolderKey("folder_key", row.folder_id, user_id)
+            try:
+                key = work.unwrap_with_private_key(old_private, row.wrapped_key, extractable=True)
+            except DecryptionFailed:
+                raise BrokenFolderKey("folder_key", row.folder_id, user_id) from None
+            wrapped = work.wrap_for_public_key(key, public_der)
+            mac = bind_folder_key(work, row.vault_id, row.folder_id, user_id, row.key_version, wrapped)
+            out.append((row, wrapped, mac))
+        return out
+
     # -- keeping keys in step with the tree ------------------------------------------
 
     def reconcile(
@@ -152,7 +174,8 @@ class FolderKeys:
             if ref not in old_keys:
                 row = mine.get(ref.folder_id or "")
                 if row is None or row.key_version != ref.version:
-                    raise IntegrityFailure()
+                    # Only an administrator made one by an offboarding transfer can lack a copy.
+                    raise Conflict("this needs a vault administrator who holds the folder's key")
                 old_keys[ref] = self.unwrap(work, principal, row)
             return old_keys[ref]
 
@@ -190,7 +213,7 @@ class FolderKeys:
                     continue
                 own = current.get(principal.user_id)
                 if own is None:
-                    raise IntegrityFailure()
+                    raise Conflict("this needs a vault administrator who holds the folder's key")
                 key = self.unwrap(work, principal, own, extractable=True)
             db.flush()
             for user_id in sorted(give):

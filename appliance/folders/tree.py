@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from appliance.folders.access import Level, Node, Tree
-from appliance.integrity import FOLDER, FOLDER_ACCESS, MEMBER
+from appliance.folders.access import Level, Node, Tree, settings_digest
+from appliance.integrity import FOLDER, FOLDER_ACCESS, MEMBER, BrokenRow
 from appliance.models import Folder, FolderAccess, VaultMember
 from hsm.keystore import Work
 
@@ -32,17 +33,22 @@ def load_tree(
     folders = db.execute(select(Folder).where(Folder.vault_id == vault_id)).scalars().all()
     for f in integrity.verified(db, work, FOLDER, folders, actor=actor):
         tree.nodes[f.id] = Node(f.id, f.parent_id, f.name, bool(f.keyed), int(f.key_version))
-    query = select(FolderAccess).where(FolderAccess.vault_id == vault_id)
     if member is not None:
-        query = query.where(FolderAccess.user_id == member.user_id)
         tree.roles[member.user_id] = member.role
     else:
         rows = db.execute(select(VaultMember).where(VaultMember.vault_id == vault_id)).scalars().all()
         for m in integrity.verified(db, work, MEMBER, rows, actor=actor):
             tree.roles[m.user_id] = m.role
+    # Every setting of the vault (not only the caller's): each folder's digest covers them all.
+    query = select(FolderAccess).where(FolderAccess.vault_id == vault_id)
     for a in integrity.verified(db, work, FOLDER_ACCESS, db.execute(query).scalars().all(), actor=actor):
         if a.folder_id in tree.nodes:
             tree.settings[(a.folder_id, a.user_id)] = Level[a.access.upper()]
+    for f in folders:
+        if f.id in tree.nodes and not hmac.compare_digest(
+            settings_digest(tree.settings_of(f.id)), f.settings_digest or ""
+        ):
+            raise BrokenRow("folder_access", f.id, actor)
     # A folder whose parent did not verify hangs nowhere: drop it and what is under it.
     for fid in list(tree.nodes):
         parent = tree.nodes[fid].parent_id

@@ -124,7 +124,7 @@ FOLDER = RowSpec(
     domain=Domain.VAULTS,
     bucket_key=lambda r: r.vault_id,
     identity=lambda r: (r.id,),
-    fields=lambda r: (r.vault_id, r.parent_id, bool(r.keyed), int(r.key_version)),
+    fields=lambda r: (r.vault_id, r.parent_id, bool(r.keyed), int(r.key_version), r.settings_digest or ""),
 )
 
 FOLDER_ACCESS = RowSpec(

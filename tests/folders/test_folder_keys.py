@@ -6,7 +6,7 @@ raise a setting, plant one or plant a wrapped key. SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from appliance.folders.sealing import open_row
 from appliance.models import Folder, FolderAccess, FolderKey, Item, ItemVersion, VaultMember
@@ -128,7 +128,9 @@ def test_moving_a_folder_under_a_restricted_one_reseals_its_items(sqlite_client,
     assert c.get(f"/api/v1/items/{moved}", headers=carol).json()["password"] == "pw-moved"
 
 
-@pytest.mark.parametrize("attack", ["raised setting", "planted setting", "planted wrap", "copied wrap"])
+@pytest.mark.parametrize(
+    "attack", ["raised setting", "planted setting", "deleted setting", "planted wrap", "copied wrap"]
+)
 def test_a_database_writer_cannot_raise_access_or_plant_a_key(client, app, attack):
     c = client
     owner, bob, carol, vault = _world(c, app)
@@ -141,6 +143,8 @@ def test_a_database_writer_cannot_raise_access_or_plant_a_key(client, app, attac
     with app.db.write() as db:
         if attack == "raised setting":
             db.execute(update(FolderAccess).where(FolderAccess.user_id == carol_id).values(access="full"))
+        elif attack == "deleted setting":
+            db.execute(delete(FolderAccess).where(FolderAccess.user_id == carol_id))
         elif attack == "planted setting":
             bucket = db.get(FolderAccess, (secret, carol_id)).anchor_bucket
             db.execute(
@@ -171,8 +175,12 @@ def test_a_database_writer_cannot_raise_access_or_plant_a_key(client, app, attac
     assert r2.status_code in (404, 500) and "pw-deeper" not in r2.text
     listing = c.get(f"/api/v1/vaults/{vault}/items", headers=carol)
     assert "target" not in listing.text and "deeper" not in listing.text
-    if attack in ("raised setting", "planted setting"):
+    if attack in ("raised setting", "planted setting", "deleted setting"):
         assert r.status_code == 500 and r2.status_code == 500 and listing.status_code == 500
+        # The next access change is refused too: nothing is re-keyed for Carol from a forged tree.
+        assert set_access(c, owner, inner, bob_id, "read").status_code == 500
+        with app.db.read() as db:
+            assert db.execute(select(FolderKey).where(FolderKey.user_id == carol_id)).first() is None
     # The real administrator still reads everything (or the failure is audited, never a silent grant).
     assert c.get(f"/api/v1/items/{target}", headers=owner).status_code in (200, 500)
 
@@ -203,3 +211,22 @@ def test_deleting_a_vault_or_a_user_takes_their_folder_rows(client, app):
     with app.db.read() as db:
         for model in (Folder, FolderAccess, FolderKey, Item, ItemVersion):
             assert db.execute(select(model)).first() is None, model.__tablename__
+
+
+def test_a_pin_change_rewraps_the_folder_keys_a_member_holds(sqlite_client, sqlite_app):
+    from tests.support import PIN, login
+
+    c, app = sqlite_client, sqlite_app
+    owner, bob, carol, vault = _world(c, app)
+    secret = folder(c, owner, vault, "secret")
+    kept = item(c, owner, vault, "kept", secret)
+    set_access(c, owner, secret, me(c, carol), "none")
+    with app.db.read() as db:
+        before = db.get(FolderKey, (secret, me(c, bob))).wrapped_key
+    new_pin = "482915"
+    r = c.post("/api/v1/me/pin", json={"current_pin": PIN, "new_pin": new_pin}, headers=bob)
+    assert r.status_code == 204, r.text
+    bob = login(c, "bob@example.com", pin=new_pin)
+    with app.db.read() as db:
+        assert db.get(FolderKey, (secret, me(c, bob))).wrapped_key != before
+    assert c.get(f"/api/v1/items/{kept}", headers=bob).json()["password"] == "pw-kept"

@@ -62,8 +62,8 @@ def test_totp_endpoint_and_sealed_field(sqlite_client, sqlite_app, clock):
     assert secret not in dump and secret.lower() not in dump
 
 
-def test_history_list_view_restore_retention_and_deletion(sqlite_client, sqlite_app):
-    c, app = sqlite_client, sqlite_app
+def test_history_list_view_restore_retention_and_deletion(client, app):
+    c = client
     owner = new_user(c, app, "owner@example.com")
     writer = new_user(c, app, "writer@example.com")
     vault = vault_with(c, owner, {"writer@example.com": "write"})

@@ -33,6 +33,7 @@ def _same(a, b) -> bool:
     return a.status_code == b.status_code and a.content == b.content
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("role", ["admin", "write", "read"])
 def test_permission_matrix(sqlite_client, sqlite_app, role):
     c, app = sqlite_client, sqlite_app

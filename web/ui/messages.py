@@ -125,6 +125,12 @@ KNOWN = {
     ),
     "no such folder": N_("This folder does not exist or you cannot see it."),
     "no such version": N_("This version is not kept."),
+    "the key changed meanwhile; retry": N_("The keys changed meanwhile. Try again."),
+    "the folder key changed meanwhile; retry": N_("The keys changed meanwhile. Try again."),
+    "this needs a vault administrator who holds the folder's key": N_(
+        "This needs a vault administrator who holds the folder's key."
+    ),
+    "this item has no TOTP secret": N_("This item has no TOTP secret."),
 }
 
 # The domain's messages that carry a value.

@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("keyed", sa.Boolean(), nullable=False),
         sa.Column("key_version", sa.Integer(), nullable=False),
+        sa.Column("settings_digest", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.Column("created_by", sa.String(length=32), nullable=False),
         *_anchored(),

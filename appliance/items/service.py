@@ -1,21 +1,18 @@
-"""Credentials stored in vaults: each field sealed with AES-256-GCM inside the
-token under the key of its place (the vault key, or the nearest keyed folder's:
-appliance/folders), its associated data naming vault, folder, key, item, field,
-item version and key version, so a ciphertext moved to any other place fails to
-open. Every update keeps the previous version (appliance/history)."""
+"""The item service: create, list, read, update (and move), delete, with the
+caller's access checked where the item is (appliance/folders)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import CursorResult, and_, bindparam, delete, select, update
 
 from appliance.errors import Conflict, Forbidden, IntegrityFailure, NotFound, ValidationFailed
 from appliance.folders import FIELDS, KeyRef, Level, Place
-from appliance.folders.sealing import field_context, open_row, reseal_rows, seal_values
-from appliance.history import archive, check_totp
+from appliance.folders.sealing import open_row, reseal_rows, seal_values
+from appliance.history.retention import archive
 from appliance.integrity import audits_integrity
+from appliance.items.fields import ItemFields, ItemSummary, ItemView
 from appliance.models import Item, ItemVersion, VaultMember
 from appliance.sessions import Principal
 from appliance.tokens import is_id, new_id
@@ -26,70 +23,9 @@ from hsm.keystore import Work
 if TYPE_CHECKING:
     from appliance.core import Appliance
 
-LIMITS = {"title": 200, "username": 500, "password": 4096, "url": 2048, "notes": 65536, "totp": 2048}
 NO_ITEM = "no such item"
 NO_FOLDER = "no such folder"
 STAY: Any = object()  # folder_id not given: the item stays where it is
-
-__all__ = ["FIELDS", "ItemFields", "ItemSummary", "ItemView", "Items", "field_context"]
-
-
-@dataclass(frozen=True)
-class ItemFields:
-    title: str
-    username: str | None = None
-    password: str | None = None
-    url: str | None = None
-    notes: str | None = None
-    totp: str | None = None
-
-    @classmethod
-    def validate(cls, values: dict[str, Any]) -> ItemFields:
-        clean: dict[str, str | None] = {}
-        for name in FIELDS:
-            value = values.get(name)
-            if value is None:
-                if name == "title":
-                    raise ValidationFailed("title is required")
-                clean[name] = None
-                continue
-            if not isinstance(value, str):
-                raise ValidationFailed(f"{name} must be a string")
-            if len(value) > LIMITS[name]:
-                raise ValidationFailed(f"{name} is longer than {LIMITS[name]} characters")
-            clean[name] = value
-        if not (clean["title"] or "").strip():
-            raise ValidationFailed("title must not be empty")
-        if clean["totp"] is not None:
-            clean["totp"] = check_totp(clean["totp"])
-        return cls(**clean)  # type: ignore[arg-type]
-
-    def values(self) -> dict[str, str | None]:
-        return {name: getattr(self, name) for name in FIELDS}
-
-
-@dataclass(frozen=True)
-class ItemView:
-    id: str
-    vault_id: str
-    version: int
-    fields: ItemFields
-    created_at: float
-    updated_at: float
-    folder_id: str | None = None
-
-
-@dataclass(frozen=True)
-class ItemSummary:
-    id: str
-    vault_id: str
-    version: int
-    title: str
-    username: str | None
-    url: str | None
-    updated_at: float
-    folder_id: str | None = None
-
 
 _ITEM_WITH_MEMBER = (
     select(
