@@ -32,8 +32,11 @@ def _configure_logging(settings: Settings) -> None:
 
         jsonlog.configure(handlers)
         return
-    # Text logs keep uvicorn's access line; coffre.access is the JSON one.
+    # Text logs keep uvicorn's access line (public links' tokens redacted); coffre.access is the JSON one.
     logging.getLogger("coffre.access").disabled = True
+    from web.observability.redact import install
+
+    install()
     logging.basicConfig(
         level=logging.INFO, handlers=handlers, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )

@@ -173,6 +173,25 @@ def test_kill_9_mid_upload_then_gc(deployment: Any, tmp_path: Path) -> None:
         token = box["url"].rsplit("/d/", 1)[1]
         put = c.put(f"/api/v1/public/deposits/{token}/files", params={"name": "d"}, content=b"deposit")
         assert put.status_code == 201, put.text
+    # The access log never shows a public link's token or a download token.
+    password = "log redaction test"
+    with httpx.Client(base_url=server.url, timeout=30, headers=headers) as c:
+        t2 = c.post("/api/v1/transfers", json={"recipients": ["y@example.com"], "password": password}).json()
+        c.put(f"/api/v1/transfers/{t2['id']}/files", params={"name": "a"}, content=b"x")
+        sent = c.post(f"/api/v1/transfers/{t2['id']}/send").json()
+    link_token = sent["links"][0]["url"].rsplit("/t/", 1)[1]
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        assert c.get(f"/t/{link_token}").status_code == 200
+        opened = c.post(f"/api/v1/public/transfers/{link_token}/unlock", json={"password": password}).json()
+        fid = opened["files"][0]["id"]
+        got = c.get(
+            f"/api/v1/public/transfers/{link_token}/files/{fid}", params={"download_token": opened["download_token"]}
+        )
+        assert got.status_code == 200
+    log = (tmp_path / "server.log").read_text()
+    assert "/api/v1/public/transfers/…/files/" in log  # the lines are there, redacted
+    for secret in (link_token, opened["download_token"], token):
+        assert secret not in log
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
