@@ -29,6 +29,7 @@ from appliance.errors import (
     ValidationFailed,
 )
 from appliance.integrity import USER, Domain, audits_integrity
+from appliance.mail import when
 from appliance.models import LoginTicket, User
 from appliance.models import Session as SessionRow
 from appliance.onetime import BAD_TOKEN, OneTimeTokens
@@ -102,11 +103,22 @@ class Accounts:
 
     @audits_integrity
     def invite(
-        self, email: str, is_admin: bool, actor: Principal | None = None, client_addr: str | None = None
+        self,
+        email: str,
+        is_admin: bool,
+        actor: Principal | None = None,
+        client_addr: str | None = None,
+        *,
+        intro: str = "",
+        by_send: bool = False,
     ) -> tuple[UserView, str]:
-        """Create (or re-invite) a user; return the one-time enrollment token."""
-        if actor is not None:
+        """Create (or re-invite) a user; return the one-time enrollment token (also
+        e-mailed when [mail] is set). ``by_send``: a user sending a password to an
+        address that has no account (not an administrator; never an admin invite)."""
+        if actor is not None and not by_send:
             self.require_admin(actor)
+        if by_send and is_admin:
+            raise Forbidden("a send cannot invite an administrator")
         email = normalize_email(email)
         now = self.app.clock()
         actor_id = actor.user_id if actor else None
@@ -134,6 +146,17 @@ class Accounts:
                 with self.change_user(db, work, user.id, actor_id, client_addr) as row:
                     row.is_admin = is_admin
             token = self.tokens.issue(db, work, user, "enroll", actor_id)
+            self.app.mail.enqueue(
+                db,
+                work=work,
+                to=user.email,
+                template="invitation",
+                context={
+                    "intro": intro,
+                    "expires": when(now + self.app.settings.security.enrollment_ttl_seconds),
+                    "link": self.app.mail.link(f"/enroll#token={token}") if self.app.mail.enabled else "",
+                },
+            )
             self.app.audit.append(
                 db,
                 work,

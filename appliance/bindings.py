@@ -64,6 +64,19 @@ def member_key_is_bound(
     return _check(work, _member_key_input(vault_id, user_id, key_version, wrapped), stored)
 
 
+def _send_key_input(send_id: str, user_id: str, wrapped: bytes) -> bytes:
+    return f"coffre/send-key/v1|send={send_id}|user={user_id}|".encode("ascii") + wrapped
+
+
+def bind_send_key(work: Work, send_id: str, user_id: str, wrapped: bytes) -> str:
+    """A send key wrapped to ``user_id``'s public key, for send ``send_id`` only."""
+    return _seal(work, _send_key_input(send_id, user_id, wrapped))
+
+
+def send_key_is_bound(work: Work, send_id: str, user_id: str, wrapped: bytes, stored: str | None) -> bool:
+    return _check(work, _send_key_input(send_id, user_id, wrapped), stored)
+
+
 def bind_folder_key(work: Work, vault_id: str, folder_id: str, user_id: str, key_version: int, wrapped: bytes) -> str:
     return _seal(work, _folder_key_input(vault_id, folder_id, user_id, key_version, wrapped))
 

@@ -120,6 +120,52 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class MailSettings:
+    """``[mail]``: the SMTP server Coffre sends its e-mails through (see appliance/mail)."""
+
+    host: str = ""
+    port: int = 587
+    # "starttls" (upgrade a plain connection, port 587), "tls" (implicit TLS, port 465)
+    # or "none" (a relay on loopback only: nothing crosses a network in clear).
+    security: str = "starttls"
+    user: str | None = None
+    # File holding the SMTP password (never in coffre.toml or on the command line).
+    password_file: str | None = None
+    from_address: str = ""
+    # Public address of the portal, e.g. "https://coffre.example.com": links in e-mails
+    # are built from it, never from a request's Host header.
+    base_url: str = ""
+    # CA bundle for the server's certificate (system CAs if unset).
+    ca_file: str | None = None
+    timeout_seconds: int = 10
+    # A message is retried with a doubling delay from retry_seconds, up to max_attempts.
+    retry_seconds: int = 30
+    max_attempts: int = 8
+
+    def password(self) -> str | None:
+        if self.password_file is None:
+            return None
+        try:
+            return Path(self.password_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"[mail] password_file: cannot read {self.password_file}: {exc.strerror}") from None
+
+
+@dataclass(frozen=True)
+class SendSettings:
+    """``[sends]``: the administrators' policy for sent passwords."""
+
+    default_expires_in_hours: int = 24
+    # At most 720 (30 days); an administrator may lower it.
+    max_expires_in_hours: int = 720
+    max_views: int = 10
+    # Wrong one-time codes after which a send is destroyed.
+    max_code_failures: int = 5
+    # Reveals allowed per client address per minute (public endpoint).
+    reveals_per_minute: int = 30
+
+
+@dataclass(frozen=True)
 class FilesSettings:
     # Where file content lives: "filesystem" (under ``dir``) or "database" (chunks as rows).
     store: str = "filesystem"
@@ -154,6 +200,9 @@ class Settings:
     ui: UiSettings = field(default_factory=UiSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    # None: no [mail] section, nothing is e-mailed (links are handed to the sender).
+    mail: MailSettings | None = None
+    sends: SendSettings = field(default_factory=SendSettings)
     items: ItemSettings = field(default_factory=ItemSettings)
     files: FilesSettings = field(default_factory=FilesSettings)
 
@@ -269,9 +318,41 @@ def from_mapping(raw: dict[str, Any], path: Path | None = None) -> Settings:
         ui=_build(UiSettings, _section(raw, "ui"), "ui"),
         audit=_check_audit(_build(AuditSettings, _section(raw, "audit"), "audit")),
         metrics=_build(MetricsSettings, _section(raw, "metrics"), "metrics"),
+        mail=_check_mail(_build(MailSettings, _section(raw, "mail"), "mail")) if "mail" in raw else None,
+        sends=_check_sends(_build(SendSettings, _section(raw, "sends"), "sends")),
         items=_check_items(_build(ItemSettings, _section(raw, "items"), "items")),
         files=_check_files(_build(FilesSettings, _section(raw, "files"), "files")),
     )
+
+
+def _check_mail(mail: MailSettings) -> MailSettings:
+    for name in ("host", "from_address", "base_url"):
+        if not isinstance(getattr(mail, name), str) or not getattr(mail, name):
+            raise ConfigError(f"[mail] {name} is required")
+    if mail.security not in ("starttls", "tls", "none"):
+        raise ConfigError('[mail] security must be "starttls", "tls" or "none"')
+    if mail.security == "none":
+        try:
+            loopback = mail.host == "localhost" or ipaddress.ip_address(mail.host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ConfigError('[mail] security = "none" is allowed only for a relay on loopback')
+    if "@" not in mail.from_address:
+        raise ConfigError("[mail] from_address must be an e-mail address")
+    if not mail.base_url.startswith(("https://", "http://")) or mail.base_url.endswith("/"):
+        raise ConfigError('[mail] base_url must look like "https://coffre.example.com" (no trailing slash)')
+    if mail.password_file is not None and mail.user is None:
+        raise ConfigError("[mail] password_file needs user")
+    return mail
+
+
+def _check_sends(sends: SendSettings) -> SendSettings:
+    if sends.max_expires_in_hours > 720:
+        raise ConfigError("[sends] max_expires_in_hours must be at most 720 (30 days)")
+    if sends.default_expires_in_hours > sends.max_expires_in_hours:
+        raise ConfigError("[sends] default_expires_in_hours must not exceed max_expires_in_hours")
+    return sends
 
 
 def _check_items(items: ItemSettings) -> ItemSettings:

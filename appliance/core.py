@@ -17,10 +17,12 @@ from appliance.integrity import Integrity
 from appliance.items import Items
 from appliance.keyops import KeyOps
 from appliance.login import Login
+from appliance.mail import Mailer
 from appliance.offboarding import Offboarding
 from appliance.passwords import PasswordHasher
 from appliance.ratelimit import RateLimiter
 from appliance.recovery import Recovery, RecoveryRequests
+from appliance.sends import Sends
 from appliance.sessions import Sessions
 from appliance.transfers import TransferAccess, Transfers
 from appliance.transfers.deposits import Deposits
@@ -39,6 +41,7 @@ class Appliance:
         self.integrity = Integrity(self)
         self.audit = AuditLog(self.keystore, self.db, clock, self.integrity.deployment)
         self.ratelimit = RateLimiter(clock)
+        self.mail = Mailer(self)
         self.sessions = Sessions(self)
         self.accounts = Accounts(self)
         self.login = Login(self)
@@ -54,6 +57,7 @@ class Appliance:
         self.offboarding = Offboarding(self)
         self.recovery = Recovery(self)
         self.recovery_requests = RecoveryRequests(self)
+        self.sends = Sends(self)
         self.keyops = KeyOps(self)
 
     def recovery_rotate(self, shares: list[str], officers: list[str] | None, threshold: int | None) -> Any:

@@ -26,6 +26,7 @@ from sqlalchemy import delete, select
 from appliance.accounts import account_key
 from appliance.errors import AppError, Locked, Unauthorized
 from appliance.integrity import USER, BrokenRow, Domain, audits_integrity, macs
+from appliance.mail import when
 from appliance.models import LoginTicket, User
 from appliance.passwords import check_pin_format
 from appliance.sessions import Principal, user_key_context
@@ -326,6 +327,9 @@ class Login:
                 target=user.id,
                 client_addr=client_addr,
                 sessions_revoked=revoked,
+            )
+            self.app.mail.enqueue(
+                db, work=work, to=user.email, template="account_locked", context={"when": when(self.app.clock())}
             )
 
     # -- logout ------------------------------------------------------------------------------

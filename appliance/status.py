@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from appliance import schema
 from appliance.core import Appliance
+from appliance.mail import outbox_state
 from appliance.models import AuditEntry, Item, Session, User, Vault, VaultMember
 from hsm.errors import HsmError
 from hsm.labels import RootKind
@@ -106,7 +107,37 @@ def report(app: Appliance) -> dict[str, Any]:
         },
         "counts": counts,
         "audit": audit_report(app),
+        "mail": mail_report(app),
     }
+
+
+def mail_report(app: Appliance) -> dict[str, Any]:
+    state = outbox_state(app)
+    return {
+        "configured": state.configured,
+        "pending": state.pending,
+        "sent": state.sent,
+        "failed": state.failed,
+        "oldest_pending_age_seconds": None if state.oldest_pending_age is None else round(state.oldest_pending_age, 1),
+        "last_error": state.last_error,
+        "last_error_age_seconds": None if state.last_error_at is None else round(app.clock() - state.last_error_at, 1),
+    }
+
+
+def mail_lines(mail: dict[str, Any]) -> list[tuple[str, str]]:
+    """The outbox as (setting, value) pairs."""
+    if not mail["configured"] and not (mail["pending"] or mail["sent"] or mail["failed"]):
+        return [("mail", "off ([mail] not set; links are handed to the sender)")]
+    rows = [("mail", "on" if mail["configured"] else "off ([mail] not set)")]
+    age = mail["oldest_pending_age_seconds"]
+    rows.append(("mail queued", f"{mail['pending']}" + (f", oldest {age:.0f} s ago" if age is not None else "")))
+    rows.append(("mail sent", str(mail["sent"])))
+    rows.append(("mail failed", f"{mail['failed']} (given up after retries)"))
+    if mail["last_error"]:
+        rows.append(("mail error", f"{mail['last_error']} ({mail['last_error_age_seconds']:.0f} s ago)"))
+    else:
+        rows.append(("mail error", "none"))
+    return rows
 
 
 def audit_report(app: Appliance) -> dict[str, Any]:
@@ -167,6 +198,7 @@ def collect(app: Appliance) -> list[str]:
         f"items {c['items']}, sessions {c['sessions']}, audit entries {c['audit_entries']}"
     )
     lines.extend(f"{k + ':':<15}{v}" for k, v in audit_lines(r["audit"]))
+    lines.extend(f"{k + ':':<15}{v}" for k, v in mail_lines(r["mail"]))
     return lines
 
 

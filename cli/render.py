@@ -60,6 +60,10 @@ def status_tables(report: dict[str, Any]) -> str:
         from appliance.status import audit_lines
 
         parts.append(table(("AUDIT", "VALUE"), audit_lines(report["audit"])))
+    if "mail" in report:
+        from appliance.status import mail_lines
+
+        parts.append(table(("MAIL", "VALUE"), mail_lines(report["mail"])))
     return "\n\n".join(parts)
 
 

@@ -13,6 +13,8 @@ from litestar.routes import HTTPRoute
 from appliance.auditops import AuditTask
 from appliance.core import Appliance
 from appliance.files.task import FilesTask
+from appliance.mail import MailTask
+from appliance.sends import SendSweeper
 from web.controllers.auth import AuthController
 from web.controllers.deposits import DepositsController, PublicDepositsController
 from web.controllers.files import FilesController
@@ -23,6 +25,7 @@ from web.controllers.items import ItemsController
 from web.controllers.me_sessions import MySessionsController
 from web.controllers.metrics import metrics
 from web.controllers.recovery import RecoveryController
+from web.controllers.sends import SendsController
 from web.controllers.transfers import PublicTransfersController, TransfersController
 from web.controllers.users import UsersController
 from web.controllers.vaults import VaultsController
@@ -107,6 +110,9 @@ def create_app(appliance: Appliance) -> Litestar:
     # Audit forwarding and hourly anchors, off the request path (one per process;
     # a lease in the database lets only one of them send).
     audit_task = AuditTask(appliance)
+    # E-mail delivery and the sweeper that destroys expired sends, off the request path.
+    mail_task = MailTask(appliance)
+    sweeper = SendSweeper(appliance)
     files_task = FilesTask(appliance)
     watch = install(appliance)
     observer = RequestObserver(watch)
@@ -127,6 +133,7 @@ def create_app(appliance: Appliance) -> Litestar:
             PublicDepositsController,
             MySessionsController,
             RecoveryController,
+            SendsController,
             *routers(),
         ],
         dependencies={"appliance": Provide(appliance_dep, sync_to_thread=False)},
@@ -137,6 +144,8 @@ def create_app(appliance: Appliance) -> Litestar:
                 "appliance": appliance,
                 "work_gate": FairGate(appliance.settings.server.concurrent_operations),
                 "audit_task": audit_task,
+                "mail_task": mail_task,
+                "send_sweeper": sweeper,
                 "pool_watch": watch,
                 "metrics_token": appliance.settings.metrics.token(),
             }
@@ -146,8 +155,8 @@ def create_app(appliance: Appliance) -> Litestar:
         openapi_config=openapi_config(),
         middleware=[observer.middleware],
         before_send=[_security_headers, _options_allow, observer.unmatched],
-        on_startup=[audit_task.start, files_task.start],
-        on_shutdown=[audit_task.stop, files_task.stop, appliance.close],
+        on_startup=[audit_task.start, mail_task.start, sweeper.start, files_task.start],
+        on_shutdown=[audit_task.stop, mail_task.stop, sweeper.stop, files_task.stop, appliance.close],
         logging_config=None,
         debug=False,
     )

@@ -80,6 +80,13 @@ ERRORS: dict[str, tuple[bool, tuple[int, ...]]] = {
     "updateItem": (True, (403, 404, 409, 422)),
     "patchItem": (True, (403, 404, 409, 422)),
     "deleteItem": (True, (403, 404)),
+    "createSend": (True, (403, 404, 409, 422)),
+    "listSends": (True, ()),
+    "revokeSend": (True, (404, 409)),
+    "listReceived": (True, ()),
+    "saveReceived": (True, (403, 404, 409, 422)),
+    "discardReceived": (True, (404,)),
+    "revealSend": (False, (403, 404, 429)),
     "uploadFile": (True, (400, 403, 404, 409, 413, 422)),
     "replaceFileContent": (True, (400, 403, 404, 409, 413, 422)),
     "listFiles": (True, (404,)),
@@ -106,9 +113,10 @@ DESCRIPTIONS = {
     401: "unauthorized: no, a malformed, an expired or a logged-out session token (WWW-Authenticate: Bearer); "
     "for login and unlock, a wrong password, PIN or ticket",
     403: "forbidden: the caller's vault role is too low, the operation is for administrators, "
-    "or the current password is wrong",
-    404: "not_found: no such resource, or the caller is not a member (existence stays hidden); for a public "
-    "transfer link, every refusal (unknown, wrong password, locked, expired, used up, revoked)",
+    "or the current password is wrong; for a send's reveal, a wrong one-time code",
+    404: "not_found: no such resource, or the caller is not a member (existence stays hidden); "
+    "a send that is unknown, expired, used up, revoked or destroyed (all alike); for a public transfer "
+    "or deposit link, every refusal (unknown, wrong password, locked, expired, used up, revoked)",
     409: "conflict: a stale item version, an existing user or member, the last vault administrator, "
     "or a key rotated meanwhile",
     410: "gone: a recovery share already picked up (it is given once)",

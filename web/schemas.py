@@ -282,6 +282,73 @@ class ShareAccepted(msgspec.Struct):
     threshold: int
 
 
+class SendIn(In):
+    """A send: a copy of an item the caller can read (item_id) or of a typed secret."""
+
+    mode: Literal["user", "code", "link"]
+    item_id: str | None = None
+    secret: str | None = None
+    recipient_email: str | None = None
+    # Left out: the policy's default (24 h; 1 view).
+    expires_in_hours: int | msgspec.UnsetType = msgspec.UNSET
+    max_views: int | msgspec.UnsetType = msgspec.UNSET
+
+
+class SendCreatedOut(msgspec.Struct, omit_defaults=True):
+    id: str
+    # whether Coffre e-mailed the recipient (only with [mail] and a recipient address).
+    mailed: bool
+    # code and link modes: the page to open (its token is shown only here, once).
+    url: str | None = None
+    # code mode: the one-time code, to pass on by another way than the link.
+    code: str | None = None
+    # a user send to an address with no account, and no [mail]: the enrollment link to pass on.
+    invitation_url: str | None = None
+
+
+class SentOut(msgspec.Struct):
+    id: str
+    mode: str
+    recipient_email: str | None
+    # pending, viewed, saved, discarded, expired, revoked, destroyed (5 wrong codes)
+    status: str
+    created_at: str
+    expires_at: str
+    max_views: int
+    views_used: int
+    viewed_at: str | None
+    viewed_from: str | None
+
+
+class ReceivedOut(msgspec.Struct):
+    id: str
+    sender_email: str
+    title: str
+    username: str | None
+    password: str | None
+    url: str | None
+    notes: str | None
+    created_at: str
+    expires_at: str
+
+
+class SaveReceivedIn(In):
+    vault_id: str
+    folder_id: str | None = None
+
+
+class RevealIn(In):
+    code: str | None = None
+
+
+class RevealOut(msgspec.Struct):
+    title: str
+    username: str | None
+    password: str | None
+    url: str | None
+    notes: str | None
+
+
 class FolderIn(In):
     name: str
     parent_id: str | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import socket
 import stat
@@ -32,14 +33,28 @@ def _configure_logging(settings: Settings) -> None:
 
         jsonlog.configure(handlers)
         return
-    # Text logs keep uvicorn's access line (public links' tokens redacted); coffre.access is the JSON one.
+    # Text logs keep uvicorn's access line; coffre.access is the JSON one. The raw
+    # path of a send's page or reveal carries its token: it is blanked there.
     logging.getLogger("coffre.access").disabled = True
+    logging.getLogger("uvicorn.access").addFilter(redact_send_tokens)
     from web.observability.redact import install
 
-    install()
+    install()  # and the tokens of transfer and deposit links
     logging.basicConfig(
         level=logging.INFO, handlers=handlers, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
+
+
+_SEND_TOKEN = re.compile(r"cfx_[A-Za-z0-9_-]+")
+
+
+def redact_send_tokens(record: logging.LogRecord) -> bool:
+    """A logging filter: no send token (``cfx_…``) in a log line's arguments."""
+    if isinstance(record.args, tuple):
+        record.args = tuple(_SEND_TOKEN.sub("cfx_[redacted]", a) if isinstance(a, str) else a for a in record.args)
+    if isinstance(record.msg, str):
+        record.msg = _SEND_TOKEN.sub("cfx_[redacted]", record.msg)
+    return True
 
 
 def app_factory() -> Litestar:

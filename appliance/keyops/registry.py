@@ -82,6 +82,23 @@ def _recovery_request(row: Row) -> bytes:
     return _request_context(row["id"])
 
 
+def _mail_body(row: Row) -> bytes:
+    from appliance.mail.outbox import body_context
+
+    return body_context(row["id"])
+
+
+def _send_payload(row: Row) -> bytes:
+    """A send's KEK layer: code and link sends, and user sends waiting for the recipient's
+    enrollment (stage "kek"); a user send under its own key has no KEK label."""
+    from types import SimpleNamespace
+
+    from appliance.sends.crypto import payload_context
+
+    send = SimpleNamespace(**{k: row[k] for k in ("id", "mode", "sender_id", "recipient_id", "token_hash")})
+    return payload_context(send, "kek" if row["mode"] == "user" else row["mode"])  # type: ignore[arg-type]
+
+
 def _transfer_draft(row: Row) -> bytes:
     from appliance.transfers.keys import draft_context
 
@@ -107,6 +124,10 @@ SEALED: tuple[SealedColumn, ...] = (
         also=_recovery_config_mac,
     ),
     SealedColumn("recovery_requests", "id", "private_blob", None, _recovery_request),
+    SealedColumn("mail_outbox", "id", "body_blob", "kek_label", _mail_body),
+    SealedColumn(
+        "sends", "id", "payload", "kek_label", _send_payload, reads=("mode", "sender_id", "recipient_id", "token_hash")
+    ),
     # A draft transfer's key (erased at send) and an open deposit box's key (erased at close).
     SealedColumn("transfers", "id", "draft_blob", "kek_label", _transfer_draft),
     SealedColumn("deposit_boxes", "id", "sealed_key", "kek_label", _deposit_box),

@@ -138,6 +138,13 @@ ENDPOINTS = {
         ("version",),
         True,
     ),
+    "create_send": Endpoint(
+        "POST",
+        "/api/v1/sends",
+        {"mode": "link", "secret": "s", "recipient_email": "r@example.com", "expires_in_hours": 1, "max_views": 1},
+        ("mode",),
+        True,
+    ),
 }
 
 

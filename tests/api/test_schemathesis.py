@@ -150,12 +150,30 @@ class World:
             case.body["email"] = MEMBER
         elif op == "inviteUser":
             case.body["email"] = f"invited{n}@example.com"
+        elif op == "createSend":
+            case.body.clear()
+            case.body.update(mode="link", secret=f"s{n}")
         elif op in FILE_BODIES:
             case.body.update(self.files.body(op))
         elif op == "addMember":
             _, token = self.app.accounts.invite(f"joiner{n}@example.com", False)
             self.app.accounts.enroll(token, STRONG_PASSWORD, PIN)
             case.body["email"] = f"joiner{n}@example.com"
+
+    def _sends(self, op: str | None) -> dict[str, str]:
+        """A fresh send for the operations that act on one: the admin's own (revoke),
+        one the admin received (save, discard), a link's token (reveal)."""
+        admin = self.app.sessions.authenticate(self.token(ADMIN), None)
+        if op == "revokeSend":
+            return {"send_id": self.app.sends.create(admin, mode="link", secret="x").id}
+        if op in ("saveReceived", "discardReceived"):
+            member = self.app.sessions.authenticate(self.token(MEMBER), None)
+            return {"send_id": self.app.sends.create(member, mode="user", secret="x", recipient_email=ADMIN).id}
+        if op == "revealSend":
+            path = self.app.sends.create(admin, mode="link", secret="x").path
+            assert path is not None
+            return {"token": path.rsplit("/", 1)[1]}
+        return {}
 
     def _throwaway(self, n: int) -> str:
         _, token = self.app.accounts.invite(f"leaver{n}@example.com", False)
@@ -177,6 +195,7 @@ class World:
             real.update(self.files.path_ids(case))
             if case.operation.definition.raw.get("operationId") == "deleteUser":
                 real["user_id"] = self._throwaway(n)  # deleting MEMBER would end the run's world
+            real.update(self._sends(case.operation.definition.raw.get("operationId")))
             for name in list(case.path_parameters or {}):
                 if name in real:
                     case.path_parameters[name] = real[name]

@@ -104,8 +104,9 @@ def test_status_prints_aligned_tables_with_headers(lab):
     result = run_cli(lab, "status")
     assert result.returncode == 0, result.stderr
     blocks = result.stdout.strip().split("\n\n")
-    assert [b.splitlines()[0].split()[0] for b in blocks] == ["SETTING", "ROOT", "RECORDS", "AUDIT"]
-    settings, roots, counts, audit = status_sections(result.stdout)
+    assert [b.splitlines()[0].split()[0] for b in blocks] == ["SETTING", "ROOT", "RECORDS", "AUDIT", "MAIL"]
+    settings, roots, counts, audit, mail = status_sections(result.stdout)
+    assert {r["MAIL"]: r["VALUE"] for r in mail} == {"mail": "off ([mail] not set; links are handed to the sender)"}
     audit_values = {r["AUDIT"]: r["VALUE"] for r in audit}
     assert audit_values["forwarding"] == "off ([audit] forward not set)"
     assert audit_values["head"].startswith("entry ") and audit_values["last anchor"] == "none yet"

@@ -122,6 +122,18 @@ class DeploymentCollector(Collector):
             "Age of the oldest audit entry not yet forwarded (0 when caught up)",
             value=fwd.oldest_unsent_age or 0.0,
         )
+        from appliance.mail import outbox_state
+
+        mail = outbox_state(self.app)
+        yield GaugeMetricFamily("coffre_mail_queued", "E-mails waiting in the outbox", value=mail.pending)
+        yield GaugeMetricFamily(
+            "coffre_mail_failed", "E-mails given up on after every retry (all time)", value=mail.failed
+        )
+        yield GaugeMetricFamily(
+            "coffre_mail_oldest_queued_seconds",
+            "Age of the oldest e-mail waiting in the outbox (0 when empty)",
+            value=mail.oldest_pending_age or 0.0,
+        )
         yield GaugeMetricFamily(
             "coffre_audit_forward_failing", "1 when the last forwarding attempt failed", value=int(bool(fwd.last_error))
         )

@@ -22,6 +22,7 @@ from web.ui.i18n import jinja_gettext, jinja_ngettext
 from web.ui.items import ItemPages
 from web.ui.members import MemberPages
 from web.ui.recovery import RecoveryPages
+from web.ui.sends import SendPages
 from web.ui.session import csrf_guard
 from web.ui.transfers import TransferPages
 from web.ui.vaults import VaultPages
@@ -57,6 +58,7 @@ def routers() -> list[Router]:
             AccountPages,
             AdminPages,
             RecoveryPages,
+            SendPages,
             FilePages,
             TransferPages,
         ],

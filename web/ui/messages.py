@@ -107,6 +107,19 @@ KNOWN = {
         "The form expired or came from another site. Reload the page and try again."
     ),
     "cross-site request refused": N_("This request came from another site and was refused."),
+    "no such send": N_("This link is invalid, has expired, was already used or was revoked."),
+    "no such received password": N_("This password is no longer waiting for you."),
+    "the code is wrong": N_("The code is wrong. After 5 wrong codes the password is destroyed."),
+    "give either item_id or secret": N_("Type the secret to send."),
+    "secret must be a non-empty string": N_("Type the secret to send."),
+    'mode must be "user", "code" or "link"': N_("Choose how to send it."),
+    "a send to a user needs recipient_email": N_("Give the recipient's email address."),
+    "a send to a user is received once: max_views must be 1": N_(
+        "A password sent to a user is received once: leave the number of views at 1."
+    ),
+    "this user cannot receive sends": N_("This user cannot receive passwords (the account is disabled)."),
+    "expires_in_hours must be a whole number": N_("Expiry and views are whole numbers."),
+    "this send is no longer pending": N_("This password was already opened, expired or revoked."),
     "only an empty folder can be deleted (move or delete what is in it first)": N_(
         "Only an empty folder can be deleted. Move or delete what is in it first."
     ),
@@ -159,6 +172,18 @@ PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (
         re.compile(r"^waiting for the officers: (?P<n>\d+) of (?P<m>\d+) shares are in$"),
         N_("Waiting for the security officers: %(n)s of %(m)s approvals so far. Try again later."),
+    ),
+    (
+        re.compile(r"^expires_in_hours must be between (?P<low>\d+) and (?P<high>\d+)$"),
+        N_("The expiry must be between %(low)s and %(high)s hours."),
+    ),
+    (
+        re.compile(r"^max_views must be between (?P<low>\d+) and (?P<high>\d+)$"),
+        N_("The number of views must be between %(low)s and %(high)s."),
+    ),
+    (
+        re.compile(r"^this send is no longer pending"),
+        N_("This password was already opened, expired or revoked."),
     ),
     (re.compile(r"^(?P<what>\w+) must be a date \(YYYY-MM-DD\)$"), N_("Dates are written YYYY-MM-DD.")),
     (
@@ -221,6 +246,9 @@ FLASH = {
     "share_submitted": N_("Your share was recorded for this recovery."),
     "recovered": N_("Your account is recovered. Log in with your new password and new PIN."),
     "locked": N_("The page was locked after a period of inactivity. Log in again."),
+    "send_revoked": N_("Send revoked; its copy was destroyed."),
+    "received_saved": N_("Saved into the vault; the received copy was destroyed."),
+    "received_discarded": N_("Discarded; the received copy was destroyed."),
     "file_deleted": N_("File deleted, with its versions and their content."),
     "transfer_created": N_("Transfer created. Add its files, then send it."),
     "transfer_file_added": N_("File added to the transfer."),

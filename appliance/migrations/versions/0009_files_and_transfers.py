@@ -1,7 +1,7 @@
 """files in vaults (versions, wrapped data keys, chunks, uploads in progress); transfers to outsiders; deposit boxes
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"  # re-chained after merging main (folders 0007); the task gave "0005"
+down_revision = "0008"  # re-chained after merging main (0008 sends and mail); the task gave "0005"
 branch_labels = None
 depends_on = None
 
