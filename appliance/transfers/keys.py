@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 
 from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
@@ -56,6 +57,10 @@ def message_context(transfer_id: str) -> bytes:
     return f"coffre/transfer-message/v1|transfer={transfer_id}".encode("ascii")
 
 
+def code_context(transfer_id: str, recipient_id: str) -> bytes:
+    return f"coffre/transfer-code/v1|transfer={transfer_id}|recipient={recipient_id}".encode("ascii")
+
+
 def draft_context(transfer_id: str) -> bytes:
     return f"coffre/transfer-draft/v1|transfer={transfer_id}".encode("ascii")
 
@@ -65,14 +70,21 @@ def grant_context(transfer_id: str, recipient_id: str) -> bytes:
 
 
 def password_key(
-    keystore: Keystore, crypto: CryptoSettings, transfer_id: str, password: str, salt: bytes, label: str | None
+    keystore: Keystore,
+    crypto: CryptoSettings,
+    transfer_id: str,
+    password: str,
+    salt: bytes,
+    label: str | None,
+    purpose: bytes = b"transfer",
 ) -> tuple[str, bytes, str]:
     """(pepper label, wrapping key, KDF description). The token session is held for
-    the HMAC only, not during Argon2id."""
+    the HMAC only, not during Argon2id. ``purpose`` separates the sender's password
+    (``transfer``) from a recipient's e-mailed code (``transfer-code`` ‖ recipient)."""
     with keystore.work() as work:
         label, mac = work.mac(
             RootKind.PEPPER,
-            b"transfer\x00" + transfer_id.encode("ascii") + b"\x00" + password.encode("utf-8"),
+            purpose + b"\x00" + transfer_id.encode("ascii") + b"\x00" + password.encode("utf-8"),
             label,
         )
     key = hash_secret_raw(
@@ -88,12 +100,40 @@ def password_key(
     return label, key, kdf
 
 
-def password_key_for(keystore: Keystore, transfer_id: str, password: str, salt: bytes, label: str, kdf: str) -> bytes:
+def password_key_for(
+    keystore: Keystore,
+    transfer_id: str,
+    password: str,
+    salt: bytes,
+    label: str,
+    kdf: str,
+    purpose: bytes = b"transfer",
+) -> bytes:
     params = dict(part.split("=", 1) for part in kdf.split("$")[1:])
     crypto = CryptoSettings(
         argon2_time_cost=int(params["t"]), argon2_memory_kib=int(params["m"]), argon2_parallelism=int(params["p"])
     )
-    return password_key(keystore, crypto, transfer_id, password, salt, label)[1]
+    return password_key(keystore, crypto, transfer_id, password, salt, label, purpose)[1]
+
+
+def code_purpose(recipient_id: str) -> bytes:
+    return b"transfer-code\x00" + recipient_id.encode("ascii")
+
+
+def new_code() -> str:
+    """12 characters from an unambiguous alphabet (~59 bits), shown as XXXX-XXXX-XXXX."""
+    alphabet = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+    raw = "".join(secrets.choice(alphabet) for _ in range(12))
+    return f"{raw[:4]}-{raw[4:8]}-{raw[8:]}"
+
+
+def normalize_code(code: str) -> str:
+    raw = "".join(ch for ch in code.upper() if ch.isalnum())
+    return f"{raw[:4]}-{raw[4:8]}-{raw[8:]}" if len(raw) == 12 else code
+
+
+def xor(a: bytes, b: bytes) -> bytes:
+    return bytes(x ^ y for x, y in zip(a, b, strict=True))
 
 
 def grant_key(token: bytes) -> bytes:

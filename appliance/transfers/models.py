@@ -24,6 +24,8 @@ class Transfer(Base):
     failed_passwords: Mapped[int] = mapped_column(Integer, default=0)
     active_downloads: Mapped[int] = mapped_column(Integer, default=0)
     notify_downloads: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Each recipient also needs the code e-mailed to them (per-recipient wrapping below).
+    email_codes: Mapped[bool] = mapped_column(Boolean, default=False)
     # Password wrapping: Argon2id(HMAC(pepper, "transfer" || id || password), salt) -> AES-256-GCM.
     pw_salt: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     pepper_label: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -63,6 +65,12 @@ class TransferRecipient(Base):
     # SHA-256 of the link's token (the token itself is only in the link).
     token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     downloads: Mapped[int] = mapped_column(Integer, default=0)
+    # With e-mailed codes: the recipient's share of the transfer key, AES-256-GCM under
+    # Argon2id(HMAC(pepper, "transfer-code" || transfer || recipient || code), code_salt).
+    code_salt: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    code_pepper: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    code_kdf: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    code_wrapped: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class TransferGrant(Base):

@@ -21,7 +21,7 @@ from appliance.files.crypto import chunk_cipher
 from appliance.files.stream import Download
 from appliance.transfers import keys
 from appliance.transfers.models import Transfer, TransferEvent, TransferFile, TransferGrant, TransferRecipient
-from appliance.transfers.service import transfer_key_ref
+from appliance.transfers.service import _when, transfer_key_ref
 from appliance.transfers.shred import shred
 
 if TYPE_CHECKING:
@@ -80,6 +80,33 @@ class TransferAccess:
             db, work, f"transfer.{kind}", actor=None, target=transfer.id, client_addr=addr, recipient=recipient_id
         )
 
+    def _tell_sender(self, db: Any, work: Any, transfer: Transfer, template: str, **context: Any) -> None:
+        """An e-mail to the sender (when ``[mail]`` is set): links and facts, never a secret."""
+        mail = self.app.mail
+        if not mail.enabled:
+            return
+        from appliance.models import User
+
+        sender = db.get(User, transfer.owner_id)
+        if sender is None:
+            return
+        people = db.execute(
+            select(TransferRecipient.email).where(TransferRecipient.transfer_id == transfer.id)
+        ).scalars()
+        values = {
+            "recipients": ", ".join(sorted(people)),
+            "when": _when(self.app.clock()),
+            "link": mail.link(f"/transfers/{transfer.id}"),
+            **{k: ("unknown" if v is None else v) for k, v in context.items()},
+        }
+        mail.enqueue(db, to=sender.email, template=template, context=values, work=work)
+
+    def needs(self, token: Any) -> tuple[bool, bool]:
+        """(password needed, code needed) for the link page's form."""
+        with self.app.db.read() as db:
+            transfer, _ = self._recipient(db, token)
+        return transfer.wrapped_key is not None, transfer.email_codes
+
     def open_page(self, token: Any, addr: str | None) -> str:
         """The link page was shown (a receipt; consumes nothing). Returns the
         recipient's e-mail address."""
@@ -94,19 +121,40 @@ class TransferAccess:
     def unlock(self, token: Any, password: Any, code: Any, addr: str | None) -> Unlocked:
         with self.app.db.read() as db:
             transfer, recipient = self._recipient(db, token)
-        if not self._usable(transfer, recipient) or transfer.wrapped_key is None:
+        needs_password = transfer.wrapped_key is not None
+        needs_code = transfer.email_codes
+        if not self._usable(transfer, recipient) or not (needs_password or needs_code):
             raise NotFound(REFUSED)
-        if not isinstance(password, str) or not password or len(password) > 1024:
-            raise NotFound(REFUSED)
-        assert transfer.pw_salt is not None and transfer.pepper_label is not None and transfer.kdf is not None
-        wrapping = keys.password_key_for(
-            self.app.keystore, transfer.id, password, transfer.pw_salt, transfer.pepper_label, transfer.kdf
-        )
+        for value, needed in ((password, needs_password), (code, needs_code)):
+            if needed and (not isinstance(value, str) or not value or len(value) > 1024):
+                raise NotFound(REFUSED)
         try:
-            tkey = keys.open_(wrapping, transfer.wrapped_key, keys.key_context(transfer.id))
+            shares = []
+            if needs_password:
+                assert transfer.pw_salt is not None and transfer.pepper_label is not None and transfer.kdf is not None
+                wrapping = keys.password_key_for(
+                    self.app.keystore, transfer.id, password, transfer.pw_salt, transfer.pepper_label, transfer.kdf
+                )
+                shares.append(keys.open_(wrapping, transfer.wrapped_key or b"", keys.key_context(transfer.id)))
+            if needs_code:
+                if recipient.code_wrapped is None or recipient.code_salt is None:
+                    raise keys.WrongKey()
+                wrapping = keys.password_key_for(
+                    self.app.keystore,
+                    transfer.id,
+                    keys.normalize_code(str(code)),
+                    recipient.code_salt,
+                    recipient.code_pepper or "",
+                    recipient.code_kdf or "",
+                    keys.code_purpose(recipient.id),
+                )
+                shares.append(
+                    keys.open_(wrapping, recipient.code_wrapped, keys.code_context(transfer.id, recipient.id))
+                )
         except keys.WrongKey:
             self._wrong_password(transfer, recipient, addr)
             raise NotFound(REFUSED) from None
+        tkey = shares[0] if len(shares) == 1 else keys.xor(shares[0], shares[1])
         grant = secrets.token_bytes(32)
         download_token = base64.urlsafe_b64encode(grant).decode("ascii").rstrip("=")
         expires = min(self.app.clock() + GRANT_SECONDS, transfer.expires_at)
@@ -143,6 +191,7 @@ class TransferAccess:
             current = db.get(Transfer, transfer.id)
             if current is not None and current.failed_passwords >= MAX_FAILED_PASSWORDS and current.status == "sent":
                 current.status = "locked"
+                self._tell_sender(db, work, current, "transfer_locked", failed=current.failed_passwords, address=addr)
                 self.app.audit.append(
                     db,
                     work,
@@ -200,6 +249,18 @@ class TransferAccess:
                 db.rollback()
                 raise NotFound(REFUSED)
             self._event(db, work, transfer, recipient.id, "downloaded", addr, what)
+            if transfer.notify_downloads:
+                left = transfer.max_downloads - recipient.downloads - 1
+                self._tell_sender(
+                    db,
+                    work,
+                    transfer,
+                    "transfer_downloaded",
+                    recipient=recipient.email,
+                    what="every file (zip)" if what == "zip" else "a file",
+                    address=addr,
+                    left=max(left, 0),
+                )
 
     def _finished(self, transfer_id: str) -> None:
         """A download ended: when every recipient has used their allowance and no

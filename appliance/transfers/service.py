@@ -71,6 +71,12 @@ class TransferView:
     recipients: list[RecipientView]
 
 
+def _when(ts: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def transfer_key_ref(transfer_id: str, file_id: str) -> str:
     return f"transfer={transfer_id}|file={file_id}|version=1"
 
@@ -103,23 +109,36 @@ class Transfers:
         if not isinstance(recipients, list) or not 1 <= len(recipients) <= MAX_RECIPIENTS:
             raise ValidationFailed(f"recipients must list 1 to {MAX_RECIPIENTS} e-mail addresses")
         emails = sorted({normalize_email(r) if isinstance(r, str) else normalize_email("") for r in recipients})
-        if email_codes:
+        codes = bool(email_codes)
+        if codes and not self.app.mail.enabled:
             raise ValidationFailed(
                 "e-mailed codes need the appliance's mail service, which is not configured; protect with a password"
             )
-        if not isinstance(password, str) or len(password) < MIN_PASSWORD or len(password) > 1024:
-            raise ValidationFailed(f"password is required: {MIN_PASSWORD} to 1024 characters, passed on out of band")
+        if password is None and not codes:
+            raise ValidationFailed("protect the transfer with a password, e-mailed codes (email_codes), or both")
+        if password is not None and (
+            not isinstance(password, str) or len(password) < MIN_PASSWORD or len(password) > 1024
+        ):
+            raise ValidationFailed(f"password must be {MIN_PASSWORD} to 1024 characters, passed on out of band")
         if message is not None and (not isinstance(message, str) or len(message) > 4000):
             raise ValidationFailed("message must be text of at most 4000 characters")
         hours = _int(expires_in_hours, "expires_in_hours", DEFAULT_HOURS, 1, MAX_HOURS)
         limit = _int(max_downloads, "max_downloads", 3, 1, 100)
         tid = new_id()
-        salt = os.urandom(16)
-        label, wrapping, kdf = keys.password_key(self.app.keystore, self.app.settings.crypto, tid, password, salt, None)
+        salt = label = wrapping = kdf = None
+        if password is not None:
+            salt = os.urandom(16)
+            label, wrapping, kdf = keys.password_key(
+                self.app.keystore, self.app.settings.crypto, tid, password, salt, None
+            )
         now = self.app.clock()
         with self.app.keystore.work() as work:
             tkey = new_data_key(work)
-            draft = work.seal(tkey, keys.draft_context(tid))
+            # With both a password and codes, T = P xor C: the password opens P, each
+            # recipient's code opens C; either alone opens nothing.
+            pw_share = new_data_key(work) if (wrapping is not None and codes) else tkey
+            code_share = keys.xor(tkey, pw_share) if wrapping is not None else tkey
+            draft = work.seal(tkey + (code_share if codes else b""), keys.draft_context(tid))
             row = Transfer(
                 id=tid,
                 owner_id=principal.user_id,
@@ -130,10 +149,11 @@ class Transfers:
                 failed_passwords=0,
                 active_downloads=0,
                 notify_downloads=bool(notify_downloads),
+                email_codes=codes,
                 pw_salt=salt,
                 pepper_label=label,
                 kdf=kdf,
-                wrapped_key=keys.seal(wrapping, tkey, keys.key_context(tid)),
+                wrapped_key=None if wrapping is None else keys.seal(wrapping, pw_share, keys.key_context(tid)),
                 draft_blob=draft,
                 kek_label=work.sealed_under(draft),
                 message_ct=keys.seal(tkey, (message or "").encode("utf-8"), keys.message_context(tid)),
@@ -159,7 +179,7 @@ class Transfers:
         if row.status != "draft" or row.draft_blob is None or row.expires_at <= self.app.clock():
             raise Conflict("the transfer was sent (or has ended); files can only be added before sending")
         with self.app.keystore.work() as work:
-            return row, work.unseal(row.draft_blob, keys.draft_context(row.id))
+            return row, work.unseal(row.draft_blob, keys.draft_context(row.id))[:32]
 
     # -- files -----------------------------------------------------------------------
 
@@ -261,26 +281,62 @@ class Transfers:
     # -- send ----------------------------------------------------------------------------
 
     def send(self, principal: Principal, transfer_id: str, base_url: str) -> list[tuple[str, str]]:
+        """Links for every recipient; e-mailed when ``[mail]`` is set (links from its
+        ``base_url``), each recipient's code in a second e-mail when the transfer has codes."""
         row, _ = self._draft(principal, transfer_id)
         if row.file_count == 0:
             raise Conflict("add at least one file before sending")
+        with self.app.keystore.work() as work:
+            draft = work.unseal(row.draft_blob or b"", keys.draft_context(row.id))
+        code_share = draft[32:64]
+        mail = self.app.mail
+        base = mail.link("") if mail.enabled else base_url
+        with self.app.db.read() as db:
+            people = list(
+                db.execute(
+                    select(TransferRecipient)
+                    .where(TransferRecipient.transfer_id == row.id)
+                    .order_by(TransferRecipient.email)
+                ).scalars()
+            )
+        # Codes are stretched (pepper + Argon2id) outside any transaction.
+        prepared = []
+        for person in people:
+            token = secrets.token_urlsafe(32)
+            code = wrapped = salt = label = kdf = None
+            if row.email_codes:
+                code, salt = keys.new_code(), os.urandom(16)
+                label, wrapping, kdf = keys.password_key(
+                    self.app.keystore, self.app.settings.crypto, row.id, code, salt, None, keys.code_purpose(person.id)
+                )
+                wrapped = keys.seal(wrapping, code_share, keys.code_context(row.id, person.id))
+            prepared.append((person.id, person.email, token, code, salt, label, kdf, wrapped))
         links = []
         with self.app.keystore.work() as work, self.app.db.write() as db:
             current = db.get(Transfer, row.id, with_for_update=True)
             if current is None or current.status != "draft":
                 raise Conflict("the transfer was already sent")
-            for recipient in db.execute(
-                select(TransferRecipient)
-                .where(TransferRecipient.transfer_id == row.id)
-                .order_by(TransferRecipient.email)
-            ).scalars():
-                token = secrets.token_urlsafe(32)
+            me = principal.email
+            for rid, email, token, code, salt, label, kdf, wrapped in prepared:
+                recipient = db.get(TransferRecipient, rid)
+                assert recipient is not None
                 recipient.token_hash = keys.token_hash(token)
-                links.append((recipient.email, f"{base_url.rstrip('/')}/t/{token}"))
+                recipient.code_salt, recipient.code_pepper, recipient.code_kdf = salt, label, kdf
+                recipient.code_wrapped = wrapped
+                url = f"{base.rstrip('/')}/t/{token}"
+                links.append((email, url))
+                context = {"sender": me, "link": url, "expires": _when(current.expires_at), "files": current.file_count}
+                mail.enqueue(db, to=email, template="transfer_link", context=context, work=work)
+                if code is not None:
+                    mail.enqueue(
+                        db, to=email, template="transfer_code", context={"sender": me, "code": code}, work=work
+                    )
             current.status, current.sent_at = "sent", self.app.clock()
-            # From now on only the password opens the transfer key.
+            # From now on only the password (and/or the e-mailed codes) open the transfer key.
             current.draft_blob, current.kek_label = None, None
-            self.app.audit.by(principal, db, work, "transfer.sent", target=row.id, recipients=len(links))
+            self.app.audit.by(
+                principal, db, work, "transfer.sent", target=row.id, recipients=len(links), mailed=mail.enabled
+            )
         return links
 
     # -- list, revoke ------------------------------------------------------------------------

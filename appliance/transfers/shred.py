@@ -30,7 +30,11 @@ def shred(app: Appliance, transfer_id: str, status: str | None = None, event: st
         ]
         db.execute(delete(TransferFile).where(TransferFile.transfer_id == row.id))
         db.execute(delete(TransferGrant).where(TransferGrant.transfer_id == row.id))
-        db.execute(update(TransferRecipient).where(TransferRecipient.transfer_id == row.id).values(token_hash=None))
+        db.execute(
+            update(TransferRecipient)
+            .where(TransferRecipient.transfer_id == row.id)
+            .values(token_hash=None, code_wrapped=None, code_salt=None, code_pepper=None, code_kdf=None)
+        )
         row.wrapped_key = row.pw_salt = row.draft_blob = row.message_ct = None
         row.kek_label = row.pepper_label = row.kdf = None
         row.shredded_at = app.clock()

@@ -46,13 +46,14 @@ class TransferPages(Controller):
     @get("/transfers/new", sync_to_thread=True)
     def new(self, request: Request[Any, Any, Any]) -> Template:
         caller(request)
-        return page(request, "transfer_new.html", form={})
+        return page(request, "transfer_new.html", form={}, mail_enabled=appliance_of(request).mail.enabled)
 
     @post("/transfers", status_code=200, sync_to_thread=True)
     def create(self, request: Request[Any, Any, Any], data: Form) -> Response[Any]:
         app = appliance_of(request)
         form = {k: text(data, k, 5000) for k in ("recipients", "message", "days", "max_downloads")}
-        password = text(data, "password", 1100)
+        password = text(data, "password", 1100) or None
+        codes = text(data, "email_codes", 10) == "on"
         recipients = [r.strip() for r in form["recipients"].replace(",", "\n").splitlines() if r.strip()]
         try:
             days, downloads = form["days"] or "7", form["max_downloads"] or "3"
@@ -61,10 +62,17 @@ class TransferPages(Controller):
             with serialized(request):
                 principal = caller(request)
             tid = app.transfers.create(
-                principal, recipients, form["message"] or None, password, None, int(days) * 24, int(downloads)
+                principal, recipients, form["message"] or None, password, codes, int(days) * 24, int(downloads)
             )
         except ClientError as exc:
-            return page(request, "transfer_new.html", status=exc.status, error=explain(request, exc), form=form)
+            return page(
+                request,
+                "transfer_new.html",
+                status=exc.status,
+                error=explain(request, exc),
+                form=form,
+                mail_enabled=app.mail.enabled,
+            )
         return see_other(f"/transfers/{tid}", "transfer_created")
 
     @get("/transfers/{transfer_id:str}", sync_to_thread=True)
@@ -115,17 +123,23 @@ class TransferPages(Controller):
     @get("/t/{token:str}", sync_to_thread=True)
     def public_transfer(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Template:
         """The link page: shows the password field; opening it consumes nothing."""
-        email = appliance_of(request).transfer_access.open_page(token, client_addr(request))
-        return page(request, "transfer_public.html", token=token, email=email, unlocked=None)
+        access = appliance_of(request).transfer_access
+        email = access.open_page(token, client_addr(request))
+        password, code = access.needs(token)
+        return page(
+            request, "transfer_public.html", token=token, email=email, unlocked=None, password=password, code=code
+        )
 
     @post("/t/{token:str}", status_code=200, sync_to_thread=True)
     def public_unlock(self, request: Request[Any, Any, Any], token: FromPath[str], data: Form) -> Template:
         app = appliance_of(request)
         try:
-            done = app.transfer_access.unlock(token, text(data, "password", 1100), None, client_addr(request))
+            done = app.transfer_access.unlock(
+                token, text(data, "password", 1100), text(data, "code", 40), client_addr(request)
+            )
         except NotFound:
             raise NotFound("no such page") from None
-        return page(request, "transfer_public.html", token=token, email=None, unlocked=done)
+        return page(request, "transfer_public.html", token=token, email=None, unlocked=done, password=True, code=False)
 
     @get("/d/{token:str}", sync_to_thread=True)
     def public_deposit(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Template:
