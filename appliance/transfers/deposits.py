@@ -133,7 +133,8 @@ class Deposits:
                     )
                 )
                 self.app.audit.by(principal, db, work, "deposit.created", target=box_id, vault=vault_id)
-        return box_id, f"{base_url.rstrip('/')}/d/{token}"
+        base = self.app.mail.link("") if self.app.mail.enabled else base_url  # [mail] base_url: the public address
+        return box_id, f"{base.rstrip('/')}/d/{token}"
 
     def list_mine(self, principal: Principal) -> list[DepositView]:
         with self.app.db.read() as db:
@@ -247,7 +248,8 @@ class Deposits:
                     )
                 )
                 db.execute(delete(FileUpload).where(FileUpload.blob_id == upload.blob_id))
-                # The owner is told through the audit trail (and by e-mail once mail exists).
+                # The owner is told: the audit trail, and an e-mail when [mail] is set.
+                self._tell_owner(db, work, box, upload.size, addr)
                 self.app.audit.append(
                     db,
                     work,
@@ -267,6 +269,23 @@ class Deposits:
                 db.execute(delete(FileUpload).where(FileUpload.blob_id == upload.blob_id))
 
         return Upload(blob_id, writer, fmt.Sealer(cipher, header), limit, message, finish, abort)
+
+    def _tell_owner(self, db: Any, work: Any, box: DepositBox, size: int, addr: str | None) -> None:
+        mail = self.app.mail
+        if not mail.enabled:
+            return
+        from appliance.models import User
+        from appliance.transfers.service import _when
+
+        owner = db.get(User, box.owner_id)
+        if owner is not None:
+            context = {
+                "size": f"{size:,}",
+                "when": _when(self.app.clock()),
+                "address": addr or "unknown",
+                "link": mail.link(f"/vaults/{box.vault_id}/files"),
+            }
+            mail.enqueue(db, to=owner.email, template="deposit_received", context=context, work=work)
 
     def _wrong_password(self, box: DepositBox, addr: str | None) -> None:
         with self.app.keystore.work() as work, self.app.db.write() as db:

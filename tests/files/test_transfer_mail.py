@@ -110,3 +110,15 @@ def test_the_sender_is_told_of_a_lock_and_of_downloads(mclient: Any) -> None:
     assert "locked" in locked["Subject"] and "5 wrong" in body(locked)
     for message in inbox.raw:  # links and codes only, never the password or the content
         assert PASSWORD.encode() not in message and b"CONTENT" not in message
+
+
+def test_the_owner_is_told_of_a_deposit(mclient: Any) -> None:
+    c, app, inbox = mclient
+    headers, vault_id = owner_with_vault(c, app)
+    url = c.post("/api/v1/deposits", json={"vault_id": vault_id}, headers=headers).json()["url"]
+    assert url.startswith("https://coffre.example.com/d/")  # links from [mail] base_url
+    token = url.rsplit("/d/", 1)[1]
+    r = c.put(f"/api/v1/public/deposits/{token}/files", params={"name": "secret-plan.pdf"}, content=b"DEPOSITED")
+    assert r.status_code == 201
+    told = body(_wait_for(c, inbox, "owner@example.com", "deposited"))
+    assert "9 bytes" in told and f"/vaults/{vault_id}/files" in told and "secret-plan" not in told
