@@ -186,6 +186,8 @@ class FilesSettings:
     gc_grace_seconds: int = 3600
     # Seconds between the server's own gc runs (0: only `coffre files gc`).
     gc_interval_seconds: int = 3600
+    # Transfers: the longest expiry a sender may choose, in hours (at most 720, 30 days).
+    transfer_max_expires_hours: int = 720
 
 
 @dataclass(frozen=True)
@@ -370,6 +372,8 @@ def _check_files(files: FilesSettings) -> FilesSettings:
         raise ConfigError("[files] chunk_kib must be between 64 and 1024")
     if files.dir is not None and (not isinstance(files.dir, str) or not files.dir):
         raise ConfigError("[files] dir must be a path")
+    if files.transfer_max_expires_hours > 720:
+        raise ConfigError("[files] transfer_max_expires_hours must be at most 720 (30 days)")
     return files
 
 

@@ -122,7 +122,8 @@ class Transfers:
             raise ValidationFailed(f"password must be {MIN_PASSWORD} to 1024 characters, passed on out of band")
         if message is not None and (not isinstance(message, str) or len(message) > 4000):
             raise ValidationFailed("message must be text of at most 4000 characters")
-        hours = _int(expires_in_hours, "expires_in_hours", DEFAULT_HOURS, 1, MAX_HOURS)
+        longest = min(MAX_HOURS, self.app.settings.files.transfer_max_expires_hours)  # the administrators' policy
+        hours = _int(expires_in_hours, "expires_in_hours", min(DEFAULT_HOURS, longest), 1, longest)
         limit = _int(max_downloads, "max_downloads", 3, 1, 100)
         tid = new_id()
         salt = label = wrapping = kdf = None

@@ -259,3 +259,25 @@ def test_zip_names_are_unique(zip_names: list[str]) -> None:
     data = b"".join(zip_stream((n, iter([n.encode()])) for n in zip_names))
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert archive.namelist() == ["a.txt", "a (2).txt", "b"]
+
+
+def test_an_administrator_policy_lowers_the_longest_expiry(fs_client: Any, fs_app: Appliance) -> None:
+    import dataclasses
+
+    headers, _ = owner_with_vault(fs_client, fs_app)
+    files = dataclasses.replace(fs_app.settings.files, transfer_max_expires_hours=48)
+    fs_app.settings = dataclasses.replace(fs_app.settings, files=files)
+    too_long = {"recipients": ["a@example.com"], "password": PASSWORD, "expires_in_hours": 72}
+    r = fs_client.post("/api/v1/transfers", json=too_long, headers=headers)
+    assert r.status_code == 422 and "from 1 to 48" in r.json()["detail"]
+    assert fs_client.post("/api/v1/transfers", json={**too_long, "expires_in_hours": 48}, headers=headers).is_success
+    default = fs_client.post(
+        "/api/v1/transfers", json={"recipients": ["a@example.com"], "password": PASSWORD}, headers=headers
+    )
+    mine = next(
+        t for t in fs_client.get("/api/v1/transfers", headers=headers).json() if t["id"] == default.json()["id"]
+    )
+    from datetime import datetime
+
+    span = datetime.fromisoformat(mine["expires_at"]) - datetime.fromisoformat(mine["created_at"])
+    assert span.total_seconds() == 48 * 3600  # the default (7 days) is capped by the policy
