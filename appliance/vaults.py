@@ -207,8 +207,9 @@ class Vaults:
                 .where(VaultMember.user_id == principal.user_id)
                 .order_by(Vault.name, Vault.id)
             ).all()
-        if any(role == "admin" for _, role in rows):
-            self.app.offboarding.rotate_due(principal)  # keys a user deletion left to rotate
+        # Keys a user deletion or an operator left to rotate; their `vault` key jobs end.
+        if any(role == "admin" for _, role in rows) and self.app.offboarding.rotate_due(principal):
+            self.app.keyops.refresh_vault_jobs()
         return [VaultView(v.id, v.name, role) for v, role in rows]
 
     @audits_integrity

@@ -31,6 +31,12 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, func: Callable[[argpa
     q.add_argument(
         "--threads", type=int, default=1, help="token sessions computing in parallel, up to the pool size (default 1)"
     )
+    q.add_argument(
+        "--pause-ms",
+        type=float,
+        default=20.0,
+        help="sleep between batches, leaving the token and the database to requests (default 20 ms)",
+    )
     q = ksub.add_parser("jobs", parents=[common], help="list key jobs and their state")
     q.add_argument("--json", action="store_true")
     q.add_argument("--failures", metavar="JOB_ID", help="list the rows a job could not move")
@@ -166,7 +172,9 @@ def run(app: Any, args: argparse.Namespace) -> int:
             print(f"  total: {plan.total}")
         return EXIT_OK
     bar = Bar(sys.stdout, args.json)
-    options = Options(batch=max(1, args.batch), threads=max(1, args.threads), progress=bar)
+    options = Options(
+        batch=max(1, args.batch), threads=max(1, args.threads), pause=max(0.0, args.pause_ms) / 1000, progress=bar
+    )
     try:
         view = app.keyops.resume(args.resume, options) if args.resume else app.keyops.start(args.kind, "cli", options)
     except KeyboardInterrupt:

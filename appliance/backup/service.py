@@ -48,6 +48,11 @@ def _referenced_roots(app: Appliance) -> list[str]:
         for model in (User, Vault):
             for (mac,) in db.execute(select(model.row_mac).distinct()):
                 labels.add((mac or "").partition(":")[0])
+    # And whatever else references a root version (every KEK-sealed column of the
+    # registry, by each blob's header; every bind MAC): appliance/keyops/refs.py.
+    from appliance.keyops.refs import referenced_labels
+
+    labels.update(referenced_labels(app))
     return sorted(label for label in labels if label and label.startswith("coffre-"))
 
 

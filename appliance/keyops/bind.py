@@ -5,11 +5,14 @@ as a failure).
 
 - users: the public-key binding, and the row MAC (re-sealed by the integrity
   machinery: ``Accounts.change_user`` moves the user's anchor counter);
-- vaults: each member's wrapped-key binding, and the row MACs of the vault and
-  its members (``Integrity.changing`` on the vault's bucket, under its lock);
+- vaults: each member's and each folder reader's wrapped-key binding, and the row
+  MACs of the vault, its members, folders, folder access and folder keys
+  (``Integrity.changing`` on the vault's bucket, under its lock);
 - sessions: the idle MAC (compare-and-swap on ``last_seen_at``: a request that
   touched the session meanwhile wins, the sweep takes it again) and the row MACs;
-- recovery: the configuration's and each escrow's MAC.
+- recovery: the configuration's and each escrow's MAC;
+- sends: each send's row MAC and the binding of its wrapped key (under a row lock,
+  each only after the old one verifies).
 
 Not moved (they reference the old version until they go): one-time tokens and
 login tickets (they expire), and the recovery configuration's share prints (they
@@ -23,10 +26,31 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, and_, or_, select, update
 
-from appliance.bindings import bind_member_key, bind_public_key, member_key_is_bound, public_key_is_bound
+from appliance.bindings import (
+    bind_folder_key,
+    bind_member_key,
+    bind_public_key,
+    bind_send_key,
+    folder_key_is_bound,
+    member_key_is_bound,
+    public_key_is_bound,
+    send_key_is_bound,
+)
 from appliance.integrity import MEMBER, BrokenRow, Domain, macs
+from appliance.integrity.rows import FOLDER_KEY
 from appliance.keyops.registry import Row, RowRefused
-from appliance.models import Base, RecoveryConfig, RecoveryEscrow, Session, User, VaultMember
+from appliance.models import (
+    Base,
+    Folder,
+    FolderAccess,
+    FolderKey,
+    RecoveryConfig,
+    RecoveryEscrow,
+    Session,
+    User,
+    VaultMember,
+)
+from appliance.sends.models import Send
 
 if TYPE_CHECKING:
     from appliance.core import Appliance
@@ -123,6 +147,15 @@ class VaultBindings(_BucketMover):
                     )
                 ).scalars()
             )
+            keys |= set(
+                db.execute(
+                    select(FolderKey.vault_id).where(
+                        or_(_stale(FolderKey.row_mac, target), _stale(FolderKey.wrapped_key_mac, target))
+                    )
+                ).scalars()
+            )
+            for model in (Folder, FolderAccess):
+                keys |= set(db.execute(select(model.vault_id).where(_stale(model.row_mac, target))).scalars())
         ordered = sorted(k for k in keys if after is None or k > after)
         return ordered[:limit] if limit is not None else ordered
 
@@ -135,10 +168,23 @@ class VaultBindings(_BucketMover):
                 work, vault_id, m.user_id, m.key_version, m.wrapped_key, m.wrapped_key_mac
             ):
                 raise RowRefused(f"the wrapped key binding of member {m.user_id} does not verify")
+        folder_keys = list(db.execute(select(FolderKey).where(FolderKey.vault_id == vault_id)).scalars())
+        for k in folder_keys:
+            if self.app.integrity.valid(work, FOLDER_KEY, k) and not folder_key_is_bound(
+                work, vault_id, k.folder_id, k.user_id, k.key_version, k.wrapped_key, k.wrapped_key_mac
+            ):
+                raise RowRefused(f"the folder key binding of {k.folder_id}/{k.user_id} does not verify")
         with self.app.integrity.changing(db, work, Domain.VAULTS, vault_id):
+            # Only rows that verify are re-bound; ``changing`` re-seals their row MACs
+            # (and the vault's, folders' and folder access rows') under the new version.
             for m in members:
                 if self.app.integrity.valid(work, MEMBER, m):
                     m.wrapped_key_mac = bind_member_key(work, vault_id, m.user_id, m.key_version, m.wrapped_key)
+            for k in folder_keys:
+                if self.app.integrity.valid(work, FOLDER_KEY, k):
+                    k.wrapped_key_mac = bind_folder_key(
+                        work, vault_id, k.folder_id, k.user_id, k.key_version, k.wrapped_key
+                    )
         return True
 
 
@@ -215,5 +261,34 @@ class RecoveryBindings(_BucketMover):
         return True
 
 
+class SendBindings(_BucketMover):
+    name, table = "sends.bind", "sends"
+
+    def __init__(self, app: Appliance) -> None:
+        super().__init__()
+        self.app = app
+
+    def _keys(self, app: Appliance, target: str, after: str | None = None, limit: int | None = None) -> list[str]:
+        query = select(Send.id).where(or_(_stale(Send.mac, target), _stale(Send.wrapped_key_mac, target)))
+        if after is not None:
+            query = query.where(Send.id > after)
+        with app.db.read() as db:
+            return list(db.execute(query.order_by(Send.id).limit(limit)).scalars())
+
+    def apply(self, db: Any, work: Work, row: Row, values: dict[str, Any]) -> bool:
+        send = db.execute(select(Send).where(Send.id == row["id"]).with_for_update()).scalar_one_or_none()
+        if send is None:
+            return True
+        sends = self.app.sends.service
+        if not sends.row_ok(work, send):
+            raise RowRefused("the send's MAC does not verify")
+        if send.wrapped_key is not None and send.recipient_id is not None:
+            if not send_key_is_bound(work, send.id, send.recipient_id, send.wrapped_key, send.wrapped_key_mac):
+                raise RowRefused("the send key's binding does not verify")
+            send.wrapped_key_mac = bind_send_key(work, send.id, send.recipient_id, send.wrapped_key)
+        sends.seal_row(work, send)
+        return True
+
+
 def bind_movers(app: Appliance) -> list[_BucketMover]:
-    return [UserBindings(app), VaultBindings(app), SessionBindings(app), RecoveryBindings(app)]
+    return [UserBindings(app), VaultBindings(app), SessionBindings(app), RecoveryBindings(app), SendBindings(app)]

@@ -23,6 +23,6 @@ class KeysScreen:
 
 def key_screen(app: Appliance, principal: Principal) -> KeysScreen:
     Accounts.require_admin(principal)
-    jobs = app.keyops.jobs(50)
+    jobs = app.keyops.jobs(50, refresh=False)  # a GET changes nothing
     failures = {j.id: app.keyops.failures(j.id)[:20] for j in jobs if j.failed}
     return KeysScreen(jobs=jobs, failures=failures, roots=root_versions(app))

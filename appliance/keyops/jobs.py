@@ -238,7 +238,7 @@ class JobStore:
                 db.rollback()
                 raise Conflict(
                     f"job {job_id} ({row.kind}) is being run by {row.lease_holder} "
-                    f"(lease until {row.lease_expires:.0f}); it resumes itself, or here once that lease expires"
+                    f"(lease until {row.lease_expires or 0:.0f}); it resumes itself, or here once that lease expires"
                 )
         return self.get(job_id)
 

@@ -33,11 +33,17 @@ BIND_MACS: tuple[tuple[str, str], ...] = (
     ("vaults", "row_mac"),
     ("vault_members", "wrapped_key_mac"),
     ("vault_members", "row_mac"),
+    ("folders", "row_mac"),
+    ("folder_access", "row_mac"),
+    ("folder_keys", "wrapped_key_mac"),
+    ("folder_keys", "row_mac"),
     ("one_time_tokens", "mac"),
     ("login_tickets", "mac"),
     ("recovery_config", "mac"),
     ("recovery_config", "share_prints"),
     ("recovery_escrows", "mac"),
+    ("sends", "mac"),
+    ("sends", "wrapped_key_mac"),
 )
 AUDIT_MACS: tuple[tuple[str, str], ...] = (("audit_head", "head_mac"),)
 

@@ -126,6 +126,31 @@ class KeyOps:
         except KeyboardInterrupt:
             self.store.release(job.id, "paused")
             raise
+        except Exception as exc:
+            # The token or the database went away, or another process took the job
+            # over: it stays unfinished (resumable); say so in the audit log if we can.
+            self._interrupted(job, exc)
+            raise
+
+    def _interrupted(self, job: KeyJob, exc: Exception) -> None:
+        from appliance.keyops.jobs import LeaseLost
+
+        try:
+            if not isinstance(exc, LeaseLost):
+                self.store.release(job.id, "paused")
+            with self.app.keystore.work() as work, self.app.db.write() as db:
+                self.app.audit.append(
+                    db,
+                    work,
+                    "key.job.failed",
+                    actor="keyops",
+                    target=job.id,
+                    kind=job.kind,
+                    reason=type(exc).__name__,
+                    resumable=True,
+                )
+        except Exception:  # noqa: BLE001, S110 - the original error is what the caller reports
+            pass
 
     def _switch(self, job: KeyJob) -> KeyJob:
         """Create the job's target version once (a job resumed after a crash between
@@ -143,11 +168,16 @@ class KeyOps:
             self.store.renew(db, job.id, switched_at=self.app.clock())
         return self.store.get(job.id)
 
-    def jobs(self, limit: int = 100) -> list[JobView]:
+    def jobs(self, limit: int = 100, refresh: bool = True) -> list[JobView]:
+        """Recent jobs; ``refresh`` first ends waiting vault jobs whose key moved."""
+        if refresh:
+            self.refresh_vault_jobs()
+        return self.store.recent(limit)
+
+    def refresh_vault_jobs(self) -> None:
         from appliance.keyops.vault import refresh_waiting
 
         refresh_waiting(self.app, self.store)
-        return self.store.recent(limit)
 
     def vault_rotation(self, principal: Principal | None, vault_id: str, actor: str) -> JobView:
         """Rotate a vault's key now (its administrator) or schedule it (see keyops/vault.py)."""

@@ -16,7 +16,7 @@ import pytest
 
 from tests.keyops.helpers import deploy
 
-CHAINS = 9
+CHAINS = 8
 KILLS_PER_CHAIN = 5  # 30 trials here; test_kill9_at_rows adds the rest
 
 

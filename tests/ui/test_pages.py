@@ -44,6 +44,17 @@ def test_console_user_actions_and_hidden_from_others(lab, browser):
     assert "coffre-kek-v1" in roots.inner_text() and job["target"] in roots.inner_text()
     shot(admin, "admin-key-jobs")
 
+    # A vault administrator rotates the vault key from the vault's settings.
+    admin.goto(lab.url + "/vaults/new")
+    admin.get_by_label("Name", exact=True).fill("Rotating")
+    admin.get_by_role("button", name="Create", exact=True).click()
+    admin.wait_for_url(re.compile(r".*/vaults/[0-9a-f]{32}$"))
+    admin.goto(admin.url + "/settings")
+    admin.get_by_role("button", name="Rotate vault key").click()
+    expect(admin.get_by_text("Vault key rotated")).to_be_visible()
+    admin.goto(lab.url + "/admin/keys")
+    expect(admin.get_by_role("cell", name="vault", exact=True).first).to_be_visible()
+
     # Reset password: the link is shown once; the user sets a new password, keeps the PIN.
     admin.goto(lab.url + "/admin/users")
     admin.get_by_role("button", name="Reset password of console-user@example.com").click()

@@ -217,6 +217,7 @@ GENERIC = {
 FLASH = {
     "vault_created": N_("Vault created."),
     "vault_renamed": N_("Vault renamed."),
+    "vault_key_rotated": N_("Vault key rotated: every item is now encrypted under a new key."),
     "vault_deleted": N_("Vault deleted."),
     "item_created": N_("Item saved."),
     "item_updated": N_("Item saved."),

@@ -62,6 +62,20 @@ class VaultPages(Controller):
             )
         return see_other(f"/vaults/{vault_id}/settings", "vault_renamed")
 
+    @post("/{vault_id:str}/rotate", status_code=200, sync_to_thread=True)
+    def rotate_key(self, request: Request[Any, Any, Any], vault_id: FromPath[str]) -> Response[Any]:
+        """Rotate the vault key now (a vault administrator; a key job of kind vault)."""
+        app = appliance_of(request)
+        try:
+            with serialized(request):
+                principal = caller(request)
+                app.keyops.vault_rotation(principal, vault_id, principal.user_id)
+        except ClientError as exc:
+            with serialized(request):
+                vault = app.vaults.get(caller(request), vault_id)
+            return page(request, "vault_settings.html", status=exc.status, error=explain(request, exc), vault=vault)
+        return see_other(f"/vaults/{vault_id}/settings", "vault_key_rotated")
+
     @get("/{vault_id:str}/delete", sync_to_thread=True)
     def confirm_delete(self, request: Request[Any, Any, Any], vault_id: FromPath[str]) -> Template:
         with serialized(request):
