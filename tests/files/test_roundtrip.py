@@ -117,3 +117,31 @@ def test_bad_names_are_refused(fs_client: Any, fs_app: Appliance, name: str) -> 
     r = upload(fs_client, headers, vault_id, name, b"data")
     assert r.status_code in (400, 422)
     assert fs_client.get(f"/api/v1/vaults/{vault_id}/files", headers=headers).json() == []
+
+
+def test_bulk_crypto_in_the_token(sqlite_url: str, hsm_config: Any, tmp_path: Any, clock: Any) -> None:
+    """`[files] bulk_crypto = "hsm"`: the same format, chunks sealed by the token; either
+    setting opens what the other wrote."""
+    import dataclasses
+
+    from litestar.testing import TestClient
+
+    from tests.conftest import dismantle
+    from tests.files.conftest import build
+    from web.app import create_app
+
+    app = build(sqlite_url, hsm_config, tmp_path, clock, bulk_crypto="hsm")
+    try:
+        with TestClient(create_app(app)) as c:
+            headers, vault_id = owner_with_vault(c, app)
+            body = os.urandom(2 * CHUNK + 99)
+            fid = upload(c, headers, vault_id, "in-token.bin", body).json()["id"]
+            assert c.get(f"/api/v1/files/{fid}/content", headers=headers).content == body
+            r = c.get(f"/api/v1/files/{fid}/content", headers={**headers, "Range": f"bytes={CHUNK}-{CHUNK + 9}"})
+            assert r.content == body[CHUNK : CHUNK + 10]
+            app.settings = dataclasses.replace(
+                app.settings, files=dataclasses.replace(app.settings.files, bulk_crypto="process")
+            )
+            assert c.get(f"/api/v1/files/{fid}/content", headers=headers).content == body
+    finally:
+        dismantle(app)
