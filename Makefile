@@ -67,6 +67,7 @@ bench: install
 	$(BIN)/python -m bench.ui
 	$(BIN)/python -m bench.rotation
 	$(BIN)/python -m bench.folders
+	$(BIN)/python -m bench.files
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/ui/node_modules

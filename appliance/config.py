@@ -166,6 +166,31 @@ class SendSettings:
 
 
 @dataclass(frozen=True)
+class FilesSettings:
+    # Where file content lives: "filesystem" (under ``dir``) or "database" (chunks as rows).
+    store: str = "filesystem"
+    # Directory of the filesystem store (default: <data_dir>/files).
+    dir: str | None = None
+    # Where bulk AES-GCM runs: "process" (`cryptography`; the file's payload key is in
+    # process memory for the one transfer) or "hsm" (in the token; much slower).
+    bulk_crypto: str = "process"
+    # Plaintext bytes per sealed chunk, in KiB (64 to 1024).
+    chunk_kib: int = 1024
+    max_file_bytes: int = 10 * 1024**3
+    # Bytes of file content (all kept versions) per uploader / per vault (0: no quota).
+    user_quota_bytes: int = 0
+    vault_quota_bytes: int = 0
+    # Versions kept per file, the current one included.
+    keep_versions: int = 20
+    # An upload unfinished for this long is an orphan for `coffre files gc`.
+    gc_grace_seconds: int = 3600
+    # Seconds between the server's own gc runs (0: only `coffre files gc`).
+    gc_interval_seconds: int = 3600
+    # Transfers: the longest expiry a sender may choose, in hours (at most 720, 30 days).
+    transfer_max_expires_hours: int = 720
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path | None
     data_dir: Path
@@ -181,6 +206,7 @@ class Settings:
     mail: MailSettings | None = None
     sends: SendSettings = field(default_factory=SendSettings)
     items: ItemSettings = field(default_factory=ItemSettings)
+    files: FilesSettings = field(default_factory=FilesSettings)
 
 
 def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
@@ -191,7 +217,16 @@ def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 # Numeric settings that may be 0 (every other one must be at least 1).
-_MAY_BE_ZERO = {"cache_entries", "password_min_score", "user_key_max_age_days", "anchor_interval_seconds"}
+_MAY_BE_ZERO = {
+    "cache_entries",
+    "password_min_score",
+    "user_key_max_age_days",
+    "anchor_interval_seconds",
+    "user_quota_bytes",
+    "vault_quota_bytes",
+    "gc_grace_seconds",
+    "gc_interval_seconds",
+}
 
 
 def _check_number(section: str, name: str, default: Any, value: Any) -> None:
@@ -288,6 +323,7 @@ def from_mapping(raw: dict[str, Any], path: Path | None = None) -> Settings:
         mail=_check_mail(_build(MailSettings, _section(raw, "mail"), "mail")) if "mail" in raw else None,
         sends=_check_sends(_build(SendSettings, _section(raw, "sends"), "sends")),
         items=_check_items(_build(ItemSettings, _section(raw, "items"), "items")),
+        files=_check_files(_build(FilesSettings, _section(raw, "files"), "files")),
     )
 
 
@@ -325,6 +361,20 @@ def _check_items(items: ItemSettings) -> ItemSettings:
     if not 0 <= items.history_versions <= 1000:
         raise ConfigError("[items] history_versions must be between 0 and 1000")
     return items
+
+
+def _check_files(files: FilesSettings) -> FilesSettings:
+    if files.store not in ("filesystem", "database"):
+        raise ConfigError('[files] store must be "filesystem" or "database"')
+    if files.bulk_crypto not in ("process", "hsm"):
+        raise ConfigError('[files] bulk_crypto must be "process" or "hsm"')
+    if not 64 <= files.chunk_kib <= 1024:
+        raise ConfigError("[files] chunk_kib must be between 64 and 1024")
+    if files.dir is not None and (not isinstance(files.dir, str) or not files.dir):
+        raise ConfigError("[files] dir must be a path")
+    if files.transfer_max_expires_hours > 720:
+        raise ConfigError("[files] transfer_max_expires_hours must be at most 720 (30 days)")
+    return files
 
 
 def _check_audit(audit: AuditSettings) -> AuditSettings:

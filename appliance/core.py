@@ -10,6 +10,7 @@ from appliance.accounts import Accounts
 from appliance.audit import AuditLog
 from appliance.config import Settings
 from appliance.db import Database
+from appliance.files import Files
 from appliance.folders import Folders
 from appliance.history import History
 from appliance.integrity import Integrity
@@ -23,6 +24,8 @@ from appliance.ratelimit import RateLimiter
 from appliance.recovery import Recovery, RecoveryRequests
 from appliance.sends import Sends
 from appliance.sessions import Sessions
+from appliance.transfers import TransferAccess, Transfers
+from appliance.transfers.deposits import Deposits
 from appliance.userkeys import UserKeys
 from appliance.vaults import Vaults
 from hsm.keystore import Keystore
@@ -47,6 +50,10 @@ class Appliance:
         self.items = Items(self)
         self.folders = Folders(self)
         self.history = History(self)
+        self.files = Files(self)
+        self.transfers = Transfers(self)
+        self.transfer_access = TransferAccess(self)
+        self.deposits = Deposits(self)
         self.offboarding = Offboarding(self)
         self.recovery = Recovery(self)
         self.recovery_requests = RecoveryRequests(self)

@@ -83,3 +83,13 @@ class IntegrityFailure(AppError):
 
     def __init__(self) -> None:
         super().__init__("stored data failed its integrity check; the event was audited")
+
+
+class TooLarge(ClientError):
+    status = 413
+    code = "payload_too_large"
+
+
+class RangeNotSatisfiable(ClientError):
+    status = 416
+    code = "range_not_satisfiable"

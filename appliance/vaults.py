@@ -409,6 +409,10 @@ class Vaults:
         from appliance.folders.rotation import rotate_vault_without
 
         rotate_vault_without(self.app, db, work, principal, vault, member, old_key, new_key, event)
+        try:  # file data keys are re-wrapped under the new vault key; file content is not touched
+            self.app.files.rewrap_vault(db, work, vault.id, old_key, new_key, vault.key_version)
+        except DecryptionFailed:
+            raise BrokenBinding("file_key", vault.id) from None
 
     def _admin_count(self, db: Any, work: Work, vault_id: str) -> int:
         """Administrators whose membership verifies (a planted admin row does not

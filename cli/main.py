@@ -146,6 +146,16 @@ def cmd_recovery(args: argparse.Namespace) -> int:
         app.close()
 
 
+def cmd_files(args: argparse.Namespace) -> int:
+    from cli.files_cmd import run_files
+
+    app = _appliance(args)
+    try:
+        return run_files(args, app)
+    finally:
+        app.close()
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from appliance.status import report
     from cli.render import as_json, status_tables
@@ -374,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cli.recovery import add_parser as add_recovery
 
     add_recovery(sub, common).set_defaults(func=cmd_recovery)
+    from cli.files_cmd import add_parsers as add_files
+
+    add_files(sub, common, cmd_files)
     return parser
 
 

@@ -12,9 +12,12 @@ from litestar.routes import HTTPRoute
 
 from appliance.auditops import AuditTask
 from appliance.core import Appliance
+from appliance.files.task import FilesTask
 from appliance.mail import MailTask
 from appliance.sends import SendSweeper
 from web.controllers.auth import AuthController
+from web.controllers.deposits import DepositsController, PublicDepositsController
+from web.controllers.files import FilesController
 from web.controllers.folders import FoldersController
 from web.controllers.health import healthz
 from web.controllers.history import HistoryController
@@ -23,6 +26,7 @@ from web.controllers.me_sessions import MySessionsController
 from web.controllers.metrics import metrics
 from web.controllers.recovery import RecoveryController
 from web.controllers.sends import SendsController
+from web.controllers.transfers import PublicTransfersController, TransfersController
 from web.controllers.users import UsersController
 from web.controllers.vaults import VaultsController
 from web.deps import appliance as appliance_dep
@@ -109,6 +113,7 @@ def create_app(appliance: Appliance) -> Litestar:
     # E-mail delivery and the sweeper that destroys expired sends, off the request path.
     mail_task = MailTask(appliance)
     sweeper = SendSweeper(appliance)
+    files_task = FilesTask(appliance)
     watch = install(appliance)
     observer = RequestObserver(watch)
     app = Litestar(
@@ -121,6 +126,11 @@ def create_app(appliance: Appliance) -> Litestar:
             FoldersController,
             HistoryController,
             ItemsController,
+            FilesController,
+            TransfersController,
+            PublicTransfersController,
+            DepositsController,
+            PublicDepositsController,
             MySessionsController,
             RecoveryController,
             SendsController,
@@ -145,8 +155,8 @@ def create_app(appliance: Appliance) -> Litestar:
         openapi_config=openapi_config(),
         middleware=[observer.middleware],
         before_send=[_security_headers, _options_allow, observer.unmatched],
-        on_startup=[audit_task.start, mail_task.start, sweeper.start],
-        on_shutdown=[audit_task.stop, mail_task.stop, sweeper.stop, appliance.close],
+        on_startup=[audit_task.start, mail_task.start, sweeper.start, files_task.start],
+        on_shutdown=[audit_task.stop, mail_task.stop, sweeper.stop, files_task.stop, appliance.close],
         logging_config=None,
         debug=False,
     )

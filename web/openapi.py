@@ -26,6 +26,7 @@ from litestar.openapi.plugins import JsonRenderPlugin, OpenAPIRenderPlugin
 # body also answer 400 and 413. A test checks this table names every operation.
 ERRORS: dict[str, tuple[bool, tuple[int, ...]]] = {
     # operation id: (needs a session token, statuses beyond 400/401/413/500/503)
+    # (raw-body and query-parameter operations list their own 400: a missing or bad parameter)
     "health": (False, ()),
     "enroll": (False, (422,)),
     "login": (False, (401, 423, 429)),
@@ -86,6 +87,24 @@ ERRORS: dict[str, tuple[bool, tuple[int, ...]]] = {
     "saveReceived": (True, (403, 404, 409, 422)),
     "discardReceived": (True, (404,)),
     "revealSend": (False, (403, 404, 429)),
+    "uploadFile": (True, (400, 403, 404, 409, 413, 422)),
+    "replaceFileContent": (True, (400, 403, 404, 409, 413, 422)),
+    "listFiles": (True, (404,)),
+    "getFile": (True, (404, 409)),
+    "downloadFile": (True, (400, 404, 409, 416)),
+    "deleteFile": (True, (403, 404)),
+    "createTransfer": (True, (422,)),
+    "uploadTransferFile": (True, (400, 404, 409, 413, 422)),
+    "addTransferFileFromVault": (True, (403, 404, 409, 413, 422)),
+    "sendTransfer": (True, (404, 409)),
+    "listTransfers": (True, ()),
+    "revokeTransfer": (True, (404,)),
+    "unlockTransfer": (False, (404,)),
+    "downloadTransferFile": (False, (400, 404)),
+    "createDeposit": (True, (403, 404, 422)),
+    "listDeposits": (True, ()),
+    "closeDeposit": (True, (404,)),
+    "uploadDeposit": (False, (400, 404, 413, 422)),
 }
 
 DESCRIPTIONS = {
@@ -96,11 +115,14 @@ DESCRIPTIONS = {
     403: "forbidden: the caller's vault role is too low, the operation is for administrators, "
     "or the current password is wrong; for a send's reveal, a wrong one-time code",
     404: "not_found: no such resource, or the caller is not a member (existence stays hidden); "
-    "a send that is unknown, expired, used up, revoked or destroyed (all alike)",
+    "a send that is unknown, expired, used up, revoked or destroyed (all alike); for a public transfer "
+    "or deposit link, every refusal (unknown, wrong password, locked, expired, used up, revoked)",
     409: "conflict: a stale item version, an existing user or member, the last vault administrator, "
     "or a key rotated meanwhile",
     410: "gone: a recovery share already picked up (it is given once)",
-    413: "payload_too_large: the body is over [server] max_body_bytes",
+    413: "payload_too_large: the body is over [server] max_body_bytes; a file over [files] max_file_bytes "
+    "or a quota ([files] user_quota_bytes, vault_quota_bytes)",
+    416: "range_not_satisfiable: the Range starts past the end of the file (Content-Range: bytes */size)",
     422: "validation_failed: a value the API refuses (weak password, PIN not 6 digits, e-mail, name, length)",
     423: "locked: too many wrong PINs; an administrator unlocks the account",
     429: "rate_limited: too many attempts (Retry-After)",
@@ -160,6 +182,29 @@ def _request_schemas(doc: dict[str, Any]) -> set[str]:
     return names
 
 
+BINARY = {"type": "string", "format": "binary"}
+# Operations whose body is the file's raw bytes, and those that answer bytes (status: media types).
+RAW_BODIES = {"uploadFile", "replaceFileContent", "uploadTransferFile", "uploadDeposit"}
+BINARY_ANSWERS: dict[str, dict[str, tuple[str, ...]]] = {
+    "downloadFile": {"200": ("application/octet-stream",), "206": ("application/octet-stream",)},
+    "downloadTransferFile": {"200": ("application/octet-stream", "application/zip")},
+}
+
+
+def _binary(op_id: str, operation: dict[str, Any]) -> None:
+    if op_id in RAW_BODIES:
+        operation["requestBody"] = {
+            "required": False,
+            "description": "the file's bytes, streamed",
+            "content": {"application/octet-stream": {"schema": BINARY}},
+        }
+    for code, types in BINARY_ANSWERS.get(op_id, {}).items():
+        operation.setdefault("responses", {})[code] = {
+            "description": "the file's bytes" if code == "200" else "the requested byte range",
+            "content": {t: {"schema": BINARY} for t in types},
+        }
+
+
 def complete(document: dict[str, Any]) -> dict[str, Any]:
     """Litestar's document with the error answers, security and closed bodies added."""
     doc = copy.deepcopy(document)
@@ -181,6 +226,7 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
             if operation is None:
                 continue
             op_id = operation["operationId"]
+            _binary(op_id, operation)
             auth, _ = ERRORS[op_id]
             operation["security"] = [{"bearer": []}] if auth else []
             responses = operation.setdefault("responses", {})

@@ -37,6 +37,9 @@ def _configure_logging(settings: Settings) -> None:
     # path of a send's page or reveal carries its token: it is blanked there.
     logging.getLogger("coffre.access").disabled = True
     logging.getLogger("uvicorn.access").addFilter(redact_send_tokens)
+    from web.observability.redact import install
+
+    install()  # and the tokens of transfer and deposit links
     logging.basicConfig(
         level=logging.INFO, handlers=handlers, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )

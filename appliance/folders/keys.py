@@ -225,6 +225,10 @@ class FolderKeys:
 
     @staticmethod
     def _items_under(db: Any, vault_id: str, ref: KeyRef) -> Any:
+        from appliance.files.rekey import files_under
+
+        if files_under(db, vault_id, ref):  # files sealed under the folder's key need it too
+            return iter([ref.folder_id])
         return db.execute(
             select(Item.id).where(Item.vault_id == vault_id, Item.key_folder_id == ref.folder_id).limit(1)
         ).scalars()
@@ -256,5 +260,9 @@ class FolderKeys:
                     count += reseal_rows(work, [row], old_key, new, target)
                 except DecryptionFailed:
                     raise BrokenFolderKey("item", str(getattr(row, "item_id", None) or row.id)) from None
+        try:  # files' data keys follow their folder's key (appliance/files/rekey.py)
+            count += self.app.files.reseal_for_tree(db, work, tree, old_key, new_keys, vault_key)
+        except DecryptionFailed:
+            raise BrokenFolderKey("file_key", tree.vault_id) from None
         db.flush()
         return count

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from appliance.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from appliance.files.models import StoredFile
 from appliance.folders.access import MAX_DEPTH, Level, Tree, settings_digest
 from appliance.folders.keys import FolderKeys
 from appliance.folders.sealing import KeyRef
@@ -251,6 +252,7 @@ class Folders(AccessSettings):
             busy = (
                 db.execute(select(Folder.id).where(Folder.parent_id == row.id).limit(1)).first()
                 or db.execute(select(Item.id).where(Item.folder_id == row.id).limit(1)).first()
+                or db.execute(select(StoredFile.id).where(StoredFile.folder_id == row.id).limit(1)).first()
             )
             if busy is not None:
                 raise Conflict("only an empty folder can be deleted (move or delete what is in it first)")

@@ -99,6 +99,18 @@ def _send_payload(row: Row) -> bytes:
     return payload_context(send, "kek" if row["mode"] == "user" else row["mode"])  # type: ignore[arg-type]
 
 
+def _transfer_draft(row: Row) -> bytes:
+    from appliance.transfers.keys import draft_context
+
+    return draft_context(row["id"])
+
+
+def _deposit_box(row: Row) -> bytes:
+    from appliance.transfers.deposits import sealed_context
+
+    return sealed_context(row["id"])
+
+
 SEALED: tuple[SealedColumn, ...] = (
     SealedColumn("users", "id", "private_key_blob", "kek_label", _user_key),
     SealedColumn("sessions", "id", "key_blob", "kek_label", _session_key, reads=("user_id",)),
@@ -116,4 +128,7 @@ SEALED: tuple[SealedColumn, ...] = (
     SealedColumn(
         "sends", "id", "payload", "kek_label", _send_payload, reads=("mode", "sender_id", "recipient_id", "token_hash")
     ),
+    # A draft transfer's key (erased at send) and an open deposit box's key (erased at close).
+    SealedColumn("transfers", "id", "draft_blob", "kek_label", _transfer_draft),
+    SealedColumn("deposit_boxes", "id", "sealed_key", "kek_label", _deposit_box),
 )

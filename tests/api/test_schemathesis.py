@@ -72,6 +72,7 @@ class World:
         self.vault_id = ""
         self.item_id = ""
         self.folder_id = ""
+        self.files = FilesWorld(app)
         self.counter = itertools.count()
         self.seen: dict[str, set[int]] = {}
         self.logins = itertools.count()
@@ -126,6 +127,7 @@ class World:
             self.item_id = self.app.items.create(admin, self.vault_id, values).id
         if not folder_ok:  # left empty, so that deleting it can succeed
             self.folder_id = self.app.folders.create(admin, self.vault_id, "Production").id
+        self.files.repair(admin, self.vault_id)
 
     def item_version(self) -> int:
         with self.app.db.read() as db:
@@ -151,6 +153,8 @@ class World:
         elif op == "createSend":
             case.body.clear()
             case.body.update(mode="link", secret=f"s{n}")
+        elif op in FILE_BODIES:
+            case.body.update(self.files.body(op))
         elif op == "addMember":
             _, token = self.app.accounts.invite(f"joiner{n}@example.com", False)
             self.app.accounts.enroll(token, STRONG_PASSWORD, PIN)
@@ -188,6 +192,7 @@ class World:
                 "folder_id": self.folder_id,
                 "n": self.item_version(),
             }
+            real.update(self.files.path_ids(case))
             if case.operation.definition.raw.get("operationId") == "deleteUser":
                 real["user_id"] = self._throwaway(n)  # deleting MEMBER would end the run's world
             real.update(self._sends(case.operation.definition.raw.get("operationId")))
@@ -201,6 +206,98 @@ class World:
             return {}
         who = MEMBER if n % 5 == 0 else ADMIN
         return {"Authorization": f"Bearer {self.token(who)}"}
+
+
+TRANSFER_PASSWORD = "schemathesis transfer password"
+FILE_BODIES = ("createTransfer", "createDeposit", "addTransferFileFromVault", "unlockTransfer")
+
+
+class FilesWorld:
+    """A vault file, a draft transfer with a file, a sent transfer, a deposit box: the
+    real ids the file, transfer and deposit operations need to reach their success."""
+
+    def __init__(self, app: Appliance) -> None:
+        self.app = app
+        self.file_id = self.draft_id = self.sent_token = self.sent_file = self.box_id = self.box_token = ""
+        self.sent_id = ""
+
+    def _upload(self, upload: Any) -> Any:
+        upload.write(b"schemathesis file content")
+        return upload.finish()
+
+    def repair(self, admin: Any, vault_id: str) -> None:
+        from appliance.files.models import StoredFile
+        from appliance.transfers.models import DepositBox, Transfer
+
+        with self.app.db.read() as db:
+            file_ok = (
+                bool(self.file_id) and (f := db.get(StoredFile, self.file_id)) is not None and f.vault_id == vault_id
+            )
+            draft = db.get(Transfer, self.draft_id) if self.draft_id else None
+            sent = db.get(Transfer, self.sent_id) if self.sent_id else None
+            box = db.get(DepositBox, self.box_id) if self.box_id else None
+        if not file_ok:
+            self.file_id = self._upload(self.app.files.begin_upload(admin, vault_id, "report.pdf")).id
+        if draft is None or draft.status != "draft":
+            self.draft_id = self._new_transfer(admin)
+        if sent is None or sent.status != "sent" or sent.shredded_at is not None:
+            tid = self.sent_id = self._new_transfer(admin)
+            self.sent_file = self._upload(self.app.transfers.begin_upload(admin, tid, "b.bin")).id
+            links = self.app.transfers.send(admin, tid, "http://testserver")
+            self.sent_token = links[0][1].rsplit("/t/", 1)[1]
+        if box is None or box.status != "open" or box.vault_id != vault_id:
+            self.box_id, url = self.app.deposits.create(admin, vault_id, None, None, None, None, "http://testserver")
+            self.box_token = url.rsplit("/d/", 1)[1]
+
+    def _new_transfer(self, admin: Any) -> str:
+        tid = self.app.transfers.create(admin, ["buyer@example.com"], None, TRANSFER_PASSWORD, None, None, 100)
+        self._upload(self.app.transfers.begin_upload(admin, tid, "a.bin"))
+        return tid
+
+    def path_ids(self, case: Any) -> dict[str, str]:
+        op = case.operation.definition.raw.get("operationId")
+        real = {"file_id": self.file_id, "transfer_id": self.draft_id, "deposit_id": self.box_id}
+        if op == "uploadDeposit":
+            real["token"] = self.box_token
+        elif op in ("unlockTransfer", "downloadTransferFile"):
+            real["token"] = self.sent_token
+        if op == "downloadTransferFile":
+            real["file_id"] = self.sent_file
+            unlocked = self.app.transfer_access.unlock(self.sent_token, TRANSFER_PASSWORD, None, None)
+            if isinstance(case.query, dict):
+                case.query["download_token"] = unlocked.download_token
+        return real
+
+    def body(self, op: str) -> dict[str, Any]:
+        if op == "createTransfer":
+            return {
+                "recipients": ["someone@example.com"],
+                "password": TRANSFER_PASSWORD,
+                "email_codes": None,
+                "expires_in_hours": None,
+                "max_downloads": None,
+                "message": None,
+                "notify_downloads": None,
+            }
+        if op == "createDeposit":
+            return {
+                "vault_id": self.app_vault,
+                "folder_id": None,
+                "password": None,
+                "closes_at": None,
+                "max_bytes": None,
+            }
+        if op == "addTransferFileFromVault":
+            return {"file_id": self.file_id}
+        return {"password": TRANSFER_PASSWORD, "code": None}
+
+    @property
+    def app_vault(self) -> str:
+        from appliance.files.models import StoredFile
+
+        with self.app.db.read() as db:
+            f = db.get(StoredFile, self.file_id)
+        return f.vault_id if f is not None else ""
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from web.ui.account import AccountPages
 from web.ui.admin import AdminPages
 from web.ui.auth import AuthPages
 from web.ui.errors import HANDLERS
+from web.ui.files import FilePages
 from web.ui.folders import FolderPages
 from web.ui.history import HistoryPages
 from web.ui.i18n import jinja_gettext, jinja_ngettext
@@ -23,6 +24,7 @@ from web.ui.members import MemberPages
 from web.ui.recovery import RecoveryPages
 from web.ui.sends import SendPages
 from web.ui.session import csrf_guard
+from web.ui.transfers import TransferPages
 from web.ui.vaults import VaultPages
 
 WEB = Path(__file__).resolve().parent.parent
@@ -57,6 +59,8 @@ def routers() -> list[Router]:
             AdminPages,
             RecoveryPages,
             SendPages,
+            FilePages,
+            TransferPages,
         ],
         guards=[csrf_guard],
         include_in_schema=False,

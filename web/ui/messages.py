@@ -250,6 +250,11 @@ FLASH = {
     "send_revoked": N_("Send revoked; its copy was destroyed."),
     "received_saved": N_("Saved into the vault; the received copy was destroyed."),
     "received_discarded": N_("Discarded; the received copy was destroyed."),
+    "file_deleted": N_("File deleted, with its versions and their content."),
+    "transfer_created": N_("Transfer created. Add its files, then send it."),
+    "transfer_file_added": N_("File added to the transfer."),
+    "transfer_revoked": N_("Transfer revoked: its keys and files are destroyed."),
+    "deposit_closed": N_("Deposit link closed."),
 }
 
 
