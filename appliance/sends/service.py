@@ -173,9 +173,14 @@ class SendsService:
         invitation: str | None = None
         if recipient is not None and recipient.status == "disabled":
             raise ValidationFailed("this user cannot receive sends")
-        if recipient is None or recipient.status == "invited":
-            # Seed: "the recipient is directed to registration"; the copy waits under
-            # the KEK and is wrapped to their key when they first look at "Received".
+        if recipient is None:
+            # Seed: "the recipient is directed to registration". The enrollment link goes
+            # to their mailbox only; without [mail] only an administrator (who could
+            # invite them anyway) is handed it, never another user (who could enroll
+            # as them). The copy waits under the KEK and is wrapped to their key when
+            # they first look at "Received".
+            if not self.app.mail.enabled and not principal.is_admin:
+                raise Conflict(f"{email} is not a user; ask an administrator to invite them, or send by code or link")
             user, token = self.app.accounts.invite(
                 email,
                 False,
@@ -187,7 +192,11 @@ class SendsService:
             recipient_id = user.id
             invitation = None if self.app.mail.enabled else f"/enroll#token={token}"
         else:
+            # An active user, or one invited and not enrolled yet: their invitation is left
+            # alone (a send never re-issues an enrollment token or changes the account);
+            # the copy waits under the KEK until they enroll.
             recipient_id = recipient.id
+        invited_now = recipient is None
         send = self._new_row(principal, "user", hours, 1)
         send.recipient_id = recipient_id
         send.recipient_email = email
@@ -215,10 +224,11 @@ class SendsService:
                     recipient=recipient_id,
                     item=source_item,
                     expires_at=send.expires_at,
-                    invited=invitation is not None or user_row.public_key is None,
+                    invited=invited_now,
+                    waiting=user_row.public_key is None,
                 )
                 mailed = False
-                if user_row.public_key is not None:
+                if not invited_now:
                     mailed = self.app.mail.enqueue(
                         db,
                         work=work,

@@ -185,6 +185,10 @@ PATTERNS: list[tuple[re.Pattern[str], str]] = [
         re.compile(r"^this send is no longer pending"),
         N_("This password was already opened, expired or revoked."),
     ),
+    (
+        re.compile(r"^(?P<email>\S+) is not a user; ask an administrator to invite them"),
+        N_("%(email)s is not a user. Ask an administrator to invite them, or send by code or link."),
+    ),
     (re.compile(r"^(?P<what>\w+) must be a date \(YYYY-MM-DD\)$"), N_("Dates are written YYYY-MM-DD.")),
     (
         re.compile(r"^the user is the last administrator of a vault; name someone to transfer it to"),

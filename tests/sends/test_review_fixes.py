@@ -1,0 +1,114 @@
+"""Regression tests for the security review of sends and mail: each reproduces the
+attack the review found (it failed before the fix)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+from sqlalchemy import select
+
+from appliance.errors import Conflict
+from appliance.models import User
+from appliance.sends.models import Send
+from tests.sends.conftest import Inbox, body, deliver
+from tests.sends.support import SECRET, events, sqlite_only
+from tests.support import enroll, invite, login, new_user
+
+SENDS = "/api/v1/sends"
+
+
+def _user(app: Any, email: str) -> User | None:
+    with app.db.read() as db:
+        return db.execute(select(User).where(User.email == email)).scalar_one_or_none()
+
+
+# -- 1. a send never takes over an invitation, and never hands an enrollment link to a user ---
+
+
+@sqlite_only
+def test_a_send_to_an_invited_admin_leaves_the_invitation_alone(client: Any, app: Any) -> None:
+    admin_token = invite(app, "boss@example.com", admin=True)  # pending admin invitation
+    mallory = new_user(client, app, "mallory@example.com")
+    r = client.post(
+        SENDS, json={"secret": SECRET, "mode": "user", "recipient_email": "boss@example.com"}, headers=mallory
+    )
+    assert r.status_code == 201, r.text
+    assert "invitation_url" not in r.json()
+    boss = _user(app, "boss@example.com")
+    assert boss is not None and boss.is_admin and boss.status == "invited"
+    # The administrator's own enrollment token still works; the copy waits for them.
+    assert enroll(client, admin_token).status_code == 201
+    boss = _user(app, "boss@example.com")
+    assert boss is not None and boss.is_admin and boss.status == "active"
+    headers = login(client, "boss@example.com")
+    [got] = client.get("/api/v1/received", headers=headers).json()
+    assert got["password"] == SECRET and got["sender_email"] == "mallory@example.com"
+
+
+@sqlite_only
+def test_invite_by_send_refuses_an_existing_user(app: Any) -> None:
+    invite(app, "pending@example.com")
+    with pytest.raises(Conflict):
+        app.accounts.invite("pending@example.com", False, None, by_send=True)
+
+
+@sqlite_only
+def test_a_user_send_to_an_unknown_address_without_mail_is_refused(client: Any, app: Any) -> None:
+    mallory = new_user(client, app, "mallory@example.com")
+    r = client.post(
+        SENDS, json={"secret": SECRET, "mode": "user", "recipient_email": "carol@example.com"}, headers=mallory
+    )
+    assert r.status_code == 409, r.text
+    assert "carol@example.com is not a user" in r.json()["detail"]
+    assert "cfe_" not in r.text and "/enroll" not in r.text
+    assert _user(app, "carol@example.com") is None  # no account was made
+    with app.db.read() as db:
+        assert db.execute(select(Send)).scalars().all() == []
+
+
+@sqlite_only
+def test_an_administrator_send_to_an_unknown_address_without_mail_gets_the_invitation(client: Any, app: Any) -> None:
+    admin = new_user(client, app, "admin@example.com", admin=True)
+    r = client.post(
+        SENDS, json={"secret": SECRET, "mode": "user", "recipient_email": "carol@example.com"}, headers=admin
+    )
+    assert r.status_code == 201, r.text
+    link = r.json()["invitation_url"]
+    assert "/enroll#token=cfe_" in link
+    carol = _user(app, "carol@example.com")
+    assert carol is not None and not carol.is_admin
+    assert enroll(client, link.split("#token=", 1)[1]).status_code == 201
+    [got] = client.get("/api/v1/received", headers=login(client, "carol@example.com")).json()
+    assert got["password"] == SECRET
+
+
+@sqlite_only
+def test_a_user_send_to_an_unknown_address_with_mail_invites_by_mail_only(
+    mail_client: TestClient,  # type: ignore[type-arg]
+    mail_app: Any,
+    smtp: tuple[Inbox, int],
+) -> None:
+    inbox, _ = smtp
+    client, app = mail_client, mail_app
+    mallory = new_user(client, app, "mallory@example.com")
+    deliver(client, inbox, 1)  # Mallory's own invitation
+    r = client.post(
+        SENDS, json={"secret": SECRET, "mode": "user", "recipient_email": "carol@example.com"}, headers=mallory
+    )
+    assert r.status_code == 201, r.text
+    assert "invitation_url" not in r.json() and r.json()["mailed"] is True
+    assert "cfe_" not in r.text and "/enroll" not in r.text
+    deliver(client, inbox, 2)
+    [message] = inbox.to("carol@example.com")
+    assert message["Subject"] == "You are invited to Coffre"
+    text = body(message)
+    assert "mallory@example.com sent you a password" in text
+    token = text.split("/enroll#token=", 1)[1].split()[0]
+    carol = _user(app, "carol@example.com")
+    assert carol is not None and not carol.is_admin
+    assert enroll(client, token).status_code == 201
+    [got] = client.get("/api/v1/received", headers=login(client, "carol@example.com")).json()
+    assert got["password"] == SECRET
+    assert "send.delivered" in events(app)
