@@ -10,6 +10,8 @@ from litestar.testing import TestClient
 from sqlalchemy import select
 
 from appliance.errors import Conflict
+from appliance.mail import MailTask, outbox_state
+from appliance.mail.models import MailMessage
 from appliance.models import User
 from appliance.sends.models import Send
 from tests.sends.conftest import Inbox, body, deliver
@@ -112,3 +114,39 @@ def test_a_user_send_to_an_unknown_address_with_mail_invites_by_mail_only(
     [got] = client.get("/api/v1/received", headers=login(client, "carol@example.com")).json()
     assert got["password"] == SECRET
     assert "send.delivered" in events(app)
+
+
+# -- 2. a database writer cannot reroute a queued message ------------------------------------
+
+
+@sqlite_only
+@pytest.mark.parametrize(("column", "value"), [("to_address", "mallory@evil.example"), ("template", "send_received")])
+def test_a_rerouted_outbox_message_is_failed_not_sent(
+    mail_app: Any, smtp: tuple[Inbox, int], column: str, value: str
+) -> None:
+    inbox, _ = smtp
+    _, token = mail_app.accounts.invite("victim@example.com", False)  # the mail holds the enrollment link
+    with mail_app.db.write() as db:
+        row = db.execute(select(MailMessage)).scalar_one()
+        setattr(row, column, value)
+    MailTask(mail_app).round()  # no web server here: this is the only sender
+    assert inbox.messages == [] and not any(token.encode() in raw for raw in inbox.raw)
+    with mail_app.db.read() as db:
+        row = db.execute(select(MailMessage)).scalar_one()
+    assert row.state == "failed" and row.body_blob is None and row.kek_label is None
+    assert row.last_error and "integrity" in row.last_error
+    assert "integrity.failed" in events(mail_app, "integrity.")
+    state = outbox_state(mail_app)
+    assert state.failed == 1 and state.pending == 0 and state.last_error == row.last_error
+    # Nothing left to retry.
+    MailTask(mail_app).round()
+    assert inbox.messages == []
+
+
+@sqlite_only
+def test_an_untouched_message_still_goes_out(mail_app: Any, smtp: tuple[Inbox, int]) -> None:
+    inbox, _ = smtp
+    _, token = mail_app.accounts.invite("victim@example.com", False)
+    assert MailTask(mail_app).round() == 1
+    [message] = inbox.to("victim@example.com")
+    assert token in body(message)
