@@ -17,8 +17,21 @@ from appliance.sends.models import Send
 from tests.sends.conftest import Inbox, body, deliver
 from tests.sends.support import SECRET, events, sqlite_only
 from tests.support import enroll, invite, login, new_user
+from web.ui.session import SESSION_COOKIE, csrf_for_session
 
 SENDS = "/api/v1/sends"
+FORM = {"Sec-Fetch-Site": "same-origin", "Content-Type": "application/x-www-form-urlencoded"}
+
+
+def _post_form(client: Any, headers: dict[str, str], path: str, fields: dict[str, str]) -> Any:
+    """A UI form post as the browser makes it: the session cookie and its CSRF token."""
+    from urllib.parse import urlencode
+
+    session = headers["Authorization"].split()[1]
+    content = urlencode({**fields, "_csrf": csrf_for_session(session)})
+    return client.post(
+        path, content=content, headers={**FORM, "Cookie": f"{SESSION_COOKIE}={session}"}, follow_redirects=False
+    )
 
 
 def _user(app: Any, email: str) -> User | None:
@@ -150,3 +163,29 @@ def test_an_untouched_message_still_goes_out(mail_app: Any, smtp: tuple[Inbox, i
     assert MailTask(mail_app).round() == 1
     [message] = inbox.to("victim@example.com")
     assert token in body(message)
+
+
+# -- 3. the send form's numbers --------------------------------------------------------------
+
+
+@sqlite_only
+@pytest.mark.parametrize("value", ["\u00b2", "\u0663", "1234567", "-1", "1.5"])
+def test_the_send_form_refuses_odd_digits_with_a_4xx(client: Any, app: Any, value: str) -> None:
+    """ "²" and "٣" pass str.isdigit() but int() refuses them: a 500 before the fix."""
+    alice = new_user(client, app, "alice@example.com")
+    for field in ("expires_in_hours", "max_views"):
+        r = _post_form(client, alice, "/sends", {"mode": "link", "secret": SECRET, field: value})
+        assert 400 <= r.status_code < 500, (field, r.status_code)
+        assert "whole numbers" in r.text
+    with app.db.read() as db:
+        assert db.execute(select(Send)).scalars().all() == []
+    ok = _post_form(client, alice, "/sends", {"mode": "link", "secret": SECRET, "expires_in_hours": "2"})
+    assert ok.status_code == 200 and "/s/cfx_" in ok.text
+
+
+@sqlite_only
+def test_the_send_form_explains_the_unknown_address_refusal(client: Any, app: Any) -> None:
+    alice = new_user(client, app, "alice@example.com")
+    r = _post_form(client, alice, "/sends", {"mode": "user", "secret": SECRET, "recipient_email": "carol@example.com"})
+    assert r.status_code == 409
+    assert "carol@example.com is not a user. Ask an administrator to invite them" in r.text

@@ -3,6 +3,7 @@ page a recipient opens (/s/{token}: a Reveal button; only the POST reveals)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from litestar import Controller, Request, get, post
@@ -25,7 +26,8 @@ def _number(data: dict[str, Any], name: str) -> int | None | str:
     raw = text(data, name, 12).strip()
     if not raw:
         return None
-    return int(raw) if raw.isdigit() else raw
+    # ASCII digits only: "²" passes str.isdigit() and int() refuses it (a 500), "٣" is 3.
+    return int(raw) if re.fullmatch(r"[0-9]{1,6}", raw) else raw
 
 
 class SendPages(Controller):
