@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 MODES = ("user", "code", "link")
 SEND_PREFIX = "cfx_"
 HOUR = 3600.0
+CREATE_WINDOW = 600
 
 
 @dataclass(frozen=True)
@@ -146,10 +147,22 @@ class SendsService:
                 raise ValidationFailed("a send to a user is received once: max_views must be 1")
         # Validate the secret (and that the caller may read the item) before anything changes.
         fields, source_item = self._fields(principal, item_id, secret)
+        # Refused before anything is made (an invitation included); counted with the send.
+        with self.app.db.write() as db:
+            self._limit(db, principal, count=False)
         if mode == "user":
             assert email is not None
             return self._to_user(principal, fields, source_item, email, hours)
         return self._by_token(principal, mode, fields, source_item, email, hours, views)
+
+    def _limit(self, db: Any, principal: Principal, *, count: bool) -> None:
+        """``[sends] creates_per_10_minutes`` per sender; ``count`` in the transaction that
+        adds the send (so a refused or failed create counts nothing)."""
+        key = f"send-create:{principal.user_id}"
+        limit = self.app.settings.sends.creates_per_10_minutes
+        self.app.ratelimit.check(db, key, limit, CREATE_WINDOW, "too many sends; wait a few minutes")
+        if count:
+            self.app.ratelimit.hit(db, key, CREATE_WINDOW)
 
     def _new_row(self, principal: Principal, mode: str, hours: int, views: int) -> Send:
         now = self.app.clock()
@@ -213,6 +226,7 @@ class SendsService:
                 self._wrap_to(work, send, user_row, plaintext)
             self.seal_row(work, send)
             with self.app.db.write() as db:
+                self._limit(db, principal, count=True)
                 db.add(send)
                 self.app.audit.by(
                     principal,
@@ -287,6 +301,7 @@ class SendsService:
             send.kek_label = work.sealed_under(send.payload)
             self.seal_row(work, send)
             with self.app.db.write() as db:
+                self._limit(db, principal, count=True)
                 db.add(send)
                 self.app.audit.by(
                     principal,

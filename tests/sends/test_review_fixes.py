@@ -189,3 +189,75 @@ def test_the_send_form_explains_the_unknown_address_refusal(client: Any, app: An
     r = _post_form(client, alice, "/sends", {"mode": "user", "secret": SECRET, "recipient_email": "carol@example.com"})
     assert r.status_code == 409
     assert "carol@example.com is not a user. Ask an administrator to invite them" in r.text
+
+
+# -- 4. reading a received password is audited; sends are rate-limited per sender ------------
+
+
+def _audit(app: Any, event: str) -> list[tuple[str | None, str | None]]:
+    from appliance.models import AuditEntry
+
+    with app.db.read() as db:
+        rows = db.execute(
+            select(AuditEntry.actor, AuditEntry.target).where(AuditEntry.event == event).order_by(AuditEntry.seq)
+        ).all()
+    return [(a, t) for a, t in rows]
+
+
+@sqlite_only
+def test_reading_received_passwords_is_audited_per_copy(client: Any, app: Any) -> None:
+    alice = new_user(client, app, "alice@example.com")
+    bob = new_user(client, app, "bob@example.com")
+    ids = []
+    for _ in range(2):
+        r = client.post(
+            SENDS, json={"secret": SECRET, "mode": "user", "recipient_email": "bob@example.com"}, headers=alice
+        )
+        ids.append(r.json()["id"])
+    bob_id = _user(app, "bob@example.com").id  # type: ignore[union-attr]
+    assert _audit(app, "send.read") == []
+    assert len(client.get("/api/v1/received", headers=bob).json()) == 2
+    read = _audit(app, "send.read")
+    assert sorted(read) == sorted((bob_id, i) for i in ids)  # one entry per copy opened
+    # Saving opens the copy again: read, then saved.
+    vault = client.post("/api/v1/vaults", json={"name": "Mine"}, headers=bob).json()["id"]
+    r = client.post(f"/api/v1/received/{ids[0]}/save", json={"vault_id": vault}, headers=bob)
+    assert r.status_code == 201, r.text
+    assert _audit(app, "send.read")[-1] == (bob_id, ids[0])
+    assert len(_audit(app, "send.read")) == 3
+    # An empty list reads nothing.
+    assert client.delete(f"/api/v1/received/{ids[1]}", headers=bob).status_code == 204
+    assert client.get("/api/v1/received", headers=bob).json() == []
+    assert len(_audit(app, "send.read")) == 3
+
+
+@sqlite_only
+def test_sends_are_rate_limited_per_sender(client: Any, app: Any) -> None:
+    limit = app.settings.sends.creates_per_10_minutes
+    alice = new_user(client, app, "alice@example.com")
+    bob = new_user(client, app, "bob@example.com")
+    for _ in range(limit):
+        assert client.post(SENDS, json={"secret": SECRET, "mode": "link"}, headers=alice).status_code == 201
+    r = client.post(SENDS, json={"secret": SECRET, "mode": "link"}, headers=alice)
+    assert r.status_code == 429, r.text
+    assert int(r.headers["Retry-After"]) > 0
+    r = client.post(SENDS, json={"secret": SECRET, "mode": "user", "recipient_email": "bob@example.com"}, headers=alice)
+    assert r.status_code == 429
+    with app.db.read() as db:
+        assert len(db.execute(select(Send)).scalars().all()) == limit  # the refused ones made nothing
+    # Per sender: Bob is not held back by Alice.
+    assert client.post(SENDS, json={"secret": SECRET, "mode": "link"}, headers=bob).status_code == 201
+    # Bad input is refused as such and does not count.
+    assert client.post(SENDS, json={"secret": "", "mode": "link"}, headers=bob).status_code == 422
+
+
+@sqlite_only
+def test_the_send_rate_limit_window_slides(client: Any, app: Any, clock: Any) -> None:
+    limit = app.settings.sends.creates_per_10_minutes
+    alice = new_user(client, app, "alice@example.com")
+    for _ in range(limit):
+        assert client.post(SENDS, json={"secret": SECRET, "mode": "code"}, headers=alice).status_code == 201
+    assert client.post(SENDS, json={"secret": SECRET, "mode": "code"}, headers=alice).status_code == 429
+    clock.advance(601)
+    alice = login(client, "alice@example.com")  # sessions end after 30 idle minutes; 10 are fine but be safe
+    assert client.post(SENDS, json={"secret": SECRET, "mode": "code"}, headers=alice).status_code == 201

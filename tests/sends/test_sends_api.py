@@ -344,7 +344,7 @@ def test_kek_rotation_finds_every_sealed_send_and_mail_body(client: Any, app: An
 
     from appliance.keyops.registry import SEALED
 
-    alice = new_user(client, app, "alice@example.com")
+    alice = new_user(client, app, "alice@example.com", admin=True)  # an unknown address: admins only without [mail]
     for body in (
         {"secret": SECRET, "mode": "link"},
         {"secret": SECRET, "mode": "code"},

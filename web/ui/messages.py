@@ -117,6 +117,7 @@ KNOWN = {
     "a send to a user is received once: max_views must be 1": N_(
         "A password sent to a user is received once: leave the number of views at 1."
     ),
+    "too many sends; wait a few minutes": N_("You sent many passwords in a short time."),
     "this user cannot receive sends": N_("This user cannot receive passwords (the account is disabled)."),
     "expires_in_hours must be a whole number": N_("Expiry and views are whole numbers."),
     "this send is no longer pending": N_("This password was already opened, expired or revoked."),
