@@ -74,11 +74,16 @@ class PublicSends:
             first = db.execute(select(Send).where(Send.token_hash == token_hash)).scalar_one_or_none()
         if first is None or not self._live(first, now):
             raise NotFound(GONE)
+        # The row MAC (which covers code_kdf, salt and pepper) before anything from the row
+        # is trusted: a database writer's Argon2id parameters never reach Argon2id.
+        self._require_row(first, client_addr)
         code_key: bytes | None = None
         if first.mode == "code":
             canonical = crypto.normalize_code(code)
             # A malformed code is a wrong code (it counts): no free probing of the format.
-            code_key = crypto.code_key_again(self.app.keystore, first, canonical or "")
+            code_key = crypto.code_key_again(self.app.keystore, self.app.settings.crypto, first, canonical or "")
+            if code_key is None:
+                self._require_row(first, client_addr, ok=False)
         with self.app.keystore.work() as work, self.app.db.write() as db:
             send = db.execute(select(Send).where(Send.token_hash == token_hash).with_for_update()).scalar_one_or_none()
             now = self.app.clock()
@@ -92,16 +97,19 @@ class PublicSends:
             context = crypto.payload_context(send, send.mode)
             try:
                 opened = work.unseal(send.payload, context)
-                if code_key is not None:
-                    opened = crypto.open_with_code(code_key, opened, context)
             except DecryptionFailed:
-                if send.mode != "code":
-                    self.service.integrity_event(db, work, send, client_addr)
-                    db.commit()
-                    raise NotFound(GONE) from None
-                self._wrong_code(db, work, send, client_addr, now)
+                # The KEK layer names the send: a payload swapped in from another row (or
+                # broken) is an integrity failure, never a wrong code that would count.
+                self.service.integrity_event(db, work, send, client_addr)
                 db.commit()
-                raise Forbidden(WRONG_CODE) from None
+                raise NotFound(GONE) from None
+            if code_key is not None:
+                try:
+                    opened = crypto.open_with_code(code_key, opened, context)
+                except DecryptionFailed:
+                    self._wrong_code(db, work, send, client_addr, now)
+                    db.commit()
+                    raise Forbidden(WRONG_CODE) from None
             send.views_used += 1
             send.viewed_at = now
             send.viewed_from = (client_addr or "")[:64] or None
@@ -137,6 +145,17 @@ class PublicSends:
                     },
                 )
             return crypto.decode_fields(opened)
+
+    def _require_row(self, send: Send, client_addr: str | None, ok: bool | None = None) -> None:
+        """The same 404 as every refusal, audited as an integrity failure, unless the row's
+        MAC verifies (``ok=False``: refuse without checking)."""
+        with self.app.keystore.work() as work:
+            if ok is None:
+                ok = self.service.row_ok(work, send)
+            if not ok:
+                with self.app.db.write() as db:
+                    self.service.integrity_event(db, work, send, client_addr)
+                raise NotFound(GONE)
 
     def _wrong_code(self, db: Any, work: Any, send: Send, client_addr: str | None, now: float) -> None:
         send.failed_codes += 1

@@ -261,3 +261,90 @@ def test_the_send_rate_limit_window_slides(client: Any, app: Any, clock: Any) ->
     clock.advance(601)
     alice = login(client, "alice@example.com")  # sessions end after 30 idle minutes; 10 are fine but be safe
     assert client.post(SENDS, json={"secret": SECRET, "mode": "code"}, headers=alice).status_code == 201
+
+
+# -- 5. the reveal checks the row before it trusts code_kdf; a swapped payload is no wrong code --
+
+REVEAL = "/api/v1/public/sends/{}/reveal"
+
+
+def _code_send(client: Any, headers: dict[str, str]) -> tuple[str, str, str]:
+    r = client.post(SENDS, json={"secret": SECRET, "mode": "code"}, headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()["id"], r.json()["url"].rsplit("/s/", 1)[1], r.json()["code"]
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    "kdf",
+    [
+        "argon2id$t=1$m=1024",  # no p: a KeyError (500) before the fix
+        "argon2id$t=1$m=lots$p=1",  # a ValueError (500)
+        "argon2id$t=1$m=99999999999999$p=1",  # beyond what Argon2 takes (500)
+        "nonsense",
+    ],
+)
+def test_a_tampered_code_kdf_is_a_404_and_audited(client: Any, app: Any, kdf: str) -> None:
+    alice = new_user(client, app, "alice@example.com")
+    send_id, token, code = _code_send(client, alice)
+    with app.db.write() as db:
+        db.get(Send, send_id).code_kdf = kdf
+    r = client.post(REVEAL.format(token), json={"code": code})
+    assert r.status_code == 404, r.text
+    assert "integrity.failed" in events(app, "integrity.")
+    with app.db.read() as db:
+        row = db.get(Send, send_id)
+    assert row.failed_codes == 0 and row.payload is not None and row.state == "pending"
+
+
+@sqlite_only
+def test_a_huge_code_kdf_is_refused_before_argon2_runs(client: Any, app: Any) -> None:
+    """m = 4 GiB, t = a million: refused by the row MAC (and by the bound) before Argon2id."""
+    alice = new_user(client, app, "alice@example.com")
+    send_id, token, code = _code_send(client, alice)
+    with app.db.write() as db:
+        db.get(Send, send_id).code_kdf = "argon2id$t=1000000$m=4194304$p=1"
+    r = client.post(REVEAL.format(token), json={"code": code})
+    assert r.status_code == 404
+    assert "integrity.failed" in events(app, "integrity.")
+
+
+def test_code_kdf_parameters_are_bounded_by_the_configuration() -> None:
+    from appliance.config import CryptoSettings
+    from appliance.sends.crypto import kdf_params
+
+    configured = CryptoSettings(argon2_time_cost=2, argon2_memory_kib=1024, argon2_parallelism=1)
+    ok = kdf_params("argon2id$t=2$m=1024$p=1", configured)
+    assert ok is not None and (ok.argon2_time_cost, ok.argon2_memory_kib, ok.argon2_parallelism) == (2, 1024, 1)
+    # Up to the built-in defaults too (an administrator who lowered the cost keeps older sends).
+    assert kdf_params("argon2id$t=3$m=65536$p=1", configured) is not None
+    for bad in (
+        "argon2id$t=4$m=1024$p=1",
+        "argon2id$t=1$m=4194304$p=1",
+        "argon2id$t=1$m=1024$p=64",
+        "argon2id$t=0$m=1024$p=1",
+        "argon2id$t=1$m=4$p=1",
+        "argon2i$t=1$m=1024$p=1",
+        "argon2id$t=1$m=1024$p=1$x=2",
+        "argon2id$t=\u0661$m=1024$p=1",
+        "",
+        None,
+    ):
+        assert kdf_params(bad, configured) is None, bad
+
+
+@sqlite_only
+def test_a_swapped_payload_is_an_integrity_failure_not_a_wrong_code(client: Any, app: Any) -> None:
+    alice = new_user(client, app, "alice@example.com")
+    a_id, a_token, a_code = _code_send(client, alice)
+    b_id, _, _ = _code_send(client, alice)
+    with app.db.write() as db:
+        db.get(Send, a_id).payload = db.get(Send, b_id).payload  # the row MAC covers only "has a copy"
+    for _ in range(app.settings.sends.max_code_failures):
+        r = client.post(REVEAL.format(a_token), json={"code": a_code})
+        assert r.status_code == 404, r.text  # not "the code is wrong" (403)
+    with app.db.read() as db:
+        row = db.get(Send, a_id)
+    assert row.failed_codes == 0 and row.state == "pending"  # the right code never counted
+    assert "send.failed_code" not in events(app)
+    assert "integrity.failed" in events(app, "integrity.")
