@@ -17,6 +17,7 @@ from appliance.mail import when
 from appliance.models import User
 from appliance.sends import crypto
 from appliance.sends.models import Send
+from appliance.sends.sweeper import expire
 from appliance.tokens import opaque_hash
 from hsm.errors import DecryptionFailed
 
@@ -47,6 +48,16 @@ class PublicSends:
     def _live(self, send: Send | None, now: float) -> bool:
         return send is not None and send.state == "pending" and send.expires_at > now and send.payload is not None
 
+    @staticmethod
+    def _expired(send: Send | None, now: float) -> bool:
+        return send is not None and send.state == "pending" and send.expires_at <= now
+
+    def _shred_expired(self, db: Any, work: Any, send: Send, now: float, client_addr: str | None) -> None:
+        """An expired send met here is shredded at once (the sweeper would within 30 s);
+        committed before the caller's 404 rolls the rest back."""
+        if expire(self.app, db, work, send.id, now, client_addr):
+            db.commit()
+
     def open_page(self, token: Any, client_addr: str | None) -> str:
         """The mode of a live send ("code" or "link"); consumes nothing."""
         self._limit(client_addr)
@@ -55,6 +66,8 @@ class PublicSends:
         now = self.app.clock()
         with self.app.keystore.work() as work, self.app.db.write() as db:
             send = db.execute(select(Send).where(Send.token_hash == opaque_hash(token))).scalar_one_or_none()
+            if send is not None and self._expired(send, now):
+                self._shred_expired(db, work, send, now, client_addr)
             if send is None or not self._live(send, now):
                 raise NotFound(GONE)
             if not self.service.row_ok(work, send):
@@ -72,6 +85,9 @@ class PublicSends:
         now = self.app.clock()
         with self.app.db.read() as db:
             first = db.execute(select(Send).where(Send.token_hash == token_hash)).scalar_one_or_none()
+        if first is not None and self._expired(first, now):
+            with self.app.keystore.work() as work, self.app.db.write() as db:
+                self._shred_expired(db, work, first, now, client_addr)
         if first is None or not self._live(first, now):
             raise NotFound(GONE)
         # The row MAC (which covers code_kdf, salt and pepper) before anything from the row
@@ -87,6 +103,8 @@ class PublicSends:
         with self.app.keystore.work() as work, self.app.db.write() as db:
             send = db.execute(select(Send).where(Send.token_hash == token_hash).with_for_update()).scalar_one_or_none()
             now = self.app.clock()
+            if send is not None and send.id == first.id and self._expired(send, now):
+                self._shred_expired(db, work, send, now, client_addr)
             if send is None or not self._live(send, now) or send.id != first.id:
                 raise NotFound(GONE)
             if not self.service.row_ok(work, send):

@@ -348,3 +348,29 @@ def test_a_swapped_payload_is_an_integrity_failure_not_a_wrong_code(client: Any,
     assert row.failed_codes == 0 and row.state == "pending"  # the right code never counted
     assert "send.failed_code" not in events(app)
     assert "integrity.failed" in events(app, "integrity.")
+
+
+# -- 6. an expired send is shredded by the reveal (or page) that meets it ---------------------
+
+
+@sqlite_only
+@pytest.mark.parametrize("how", ["reveal", "page"])
+def test_the_public_path_shreds_an_expired_send_at_once(client: Any, app: Any, clock: Any, how: str) -> None:
+    alice = new_user(client, app, "alice@example.com")
+    r = client.post(SENDS, json={"secret": SECRET, "mode": "link", "expires_in_hours": 1}, headers=alice)
+    send_id, token = r.json()["id"], r.json()["url"].rsplit("/s/", 1)[1]
+    clock.advance(3601)
+    if how == "reveal":
+        assert client.post(REVEAL.format(token), json={}).status_code == 404
+    else:
+        assert client.get(f"/s/{token}").status_code == 404
+    with app.db.read() as db:
+        row = db.get(Send, send_id)
+    assert row.state == "expired" and row.finished_at is not None
+    assert row.payload is None and row.kek_label is None and row.wrapped_key is None
+    assert events(app).count("send.expired") == 1
+    assert app.sends.sweep() == 0  # nothing left for the sweeper
+    # Its row still verifies (re-MACed after the shred): the sender sees "expired".
+    alice = login(client, "alice@example.com")
+    assert client.get(SENDS, headers=alice).json()[0]["status"] == "expired"
+    assert "integrity.failed" not in events(app, "integrity.")
