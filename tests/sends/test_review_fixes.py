@@ -231,7 +231,6 @@ def test_reading_received_passwords_is_audited_per_copy(client: Any, app: Any) -
     assert len(_audit(app, "send.read")) == 3
 
 
-@sqlite_only
 def test_sends_are_rate_limited_per_sender(client: Any, app: Any) -> None:
     limit = app.settings.sends.creates_per_10_minutes
     alice = new_user(client, app, "alice@example.com")
@@ -353,7 +352,6 @@ def test_a_swapped_payload_is_an_integrity_failure_not_a_wrong_code(client: Any,
 # -- 6. an expired send is shredded by the reveal (or page) that meets it ---------------------
 
 
-@sqlite_only
 @pytest.mark.parametrize("how", ["reveal", "page"])
 def test_the_public_path_shreds_an_expired_send_at_once(client: Any, app: Any, clock: Any, how: str) -> None:
     alice = new_user(client, app, "alice@example.com")
