@@ -189,6 +189,12 @@ def test_the_send_form_explains_the_unknown_address_refusal(client: Any, app: An
     r = _post_form(client, alice, "/sends", {"mode": "user", "secret": SECRET, "recipient_email": "carol@example.com"})
     assert r.status_code == 409
     assert "carol@example.com is not a user. Ask an administrator to invite them" in r.text
+    # The form says so beforehand: without [mail] only an administrator's send invites.
+    page = client.get("/sends/new", headers={"Cookie": f"{SESSION_COOKIE}={alice['Authorization'].split()[1]}"}).text
+    assert "(they need an account)" in page and "someone without an account is invited" not in page
+    admin = new_user(client, app, "admin@example.com", admin=True)
+    page = client.get("/sends/new", headers={"Cookie": f"{SESSION_COOKIE}={admin['Authorization'].split()[1]}"}).text
+    assert "someone without an account is invited" in page
 
 
 # -- 4. reading a received password is audited; sends are rate-limited per sender ------------

@@ -39,12 +39,10 @@ class SendPages(Controller):
     def _form(self, request: Request[Any, Any, Any], item_id: str | None, status: int = 200, **extra: Any) -> Template:
         app = appliance_of(request)
         item = None
-        if item_id:
-            with serialized(request):
-                item = app.items.get(caller(request), item_id)
-        else:
-            with serialized(request):
-                caller(request)
+        with serialized(request):
+            who = caller(request)
+            if item_id:
+                item = app.items.get(who, item_id)
         policy = app.settings.sends
         values = extra.pop("values", {})
         return page(
@@ -55,6 +53,8 @@ class SendPages(Controller):
             values=values,
             policy=policy,
             mail=app.mail.enabled,
+            # Who may send to an address with no account (see SendsService._to_user).
+            can_invite=app.mail.enabled or who.is_admin,
             **extra,
         )
 
