@@ -114,7 +114,9 @@ class Accounts:
     ) -> tuple[UserView, str]:
         """Create (or re-invite) a user; return the one-time enrollment token (also
         e-mailed when [mail] is set). ``by_send``: a user sending a password to an
-        address that has no account (not an administrator; never an admin invite)."""
+        address that has no account (not an administrator; never an admin invite; an
+        existing account, invited or not, is a Conflict). The token is for the caller
+        to hand on only when the actor is an administrator (or the CLI)."""
         if actor is not None and not by_send:
             self.require_admin(actor)
         if by_send and is_admin:
@@ -124,7 +126,9 @@ class Accounts:
         actor_id = actor.user_id if actor else None
         with self.app.keystore.work() as work, self.app.db.write() as db:
             user = db.execute(select(User).where(User.email == email)).scalar_one_or_none()
-            if user is not None and user.status != "invited":
+            # A send invites only an address with no account: re-inviting (a new token,
+            # the old one dead, is_admin reset) is an administrator's act.
+            if user is not None and (by_send or user.status != "invited"):
                 raise Conflict("a user with this e-mail address already exists")
             if user is None:
                 user = User(

@@ -163,6 +163,8 @@ class SendSettings:
     max_code_failures: int = 5
     # Reveals allowed per client address per minute (public endpoint).
     reveals_per_minute: int = 30
+    # Sends a user may create per 10 minutes (429 beyond).
+    creates_per_10_minutes: int = 30
 
 
 @dataclass(frozen=True)
@@ -352,6 +354,8 @@ def _check_mail(mail: MailSettings) -> MailSettings:
 def _check_sends(sends: SendSettings) -> SendSettings:
     if sends.max_expires_in_hours > 720:
         raise ConfigError("[sends] max_expires_in_hours must be at most 720 (30 days)")
+    if sends.creates_per_10_minutes < 1:
+        raise ConfigError("[sends] creates_per_10_minutes must be at least 1")
     if sends.default_expires_in_hours > sends.max_expires_in_hours:
         raise ConfigError("[sends] default_expires_in_hours must not exceed max_expires_in_hours")
     return sends

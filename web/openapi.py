@@ -80,7 +80,7 @@ ERRORS: dict[str, tuple[bool, tuple[int, ...]]] = {
     "updateItem": (True, (403, 404, 409, 422)),
     "patchItem": (True, (403, 404, 409, 422)),
     "deleteItem": (True, (403, 404)),
-    "createSend": (True, (403, 404, 409, 422)),
+    "createSend": (True, (403, 404, 409, 422, 429)),
     "listSends": (True, ()),
     "revokeSend": (True, (404, 409)),
     "listReceived": (True, ()),

@@ -302,7 +302,8 @@ class SendCreatedOut(msgspec.Struct, omit_defaults=True):
     url: str | None = None
     # code mode: the one-time code, to pass on by another way than the link.
     code: str | None = None
-    # a user send to an address with no account, and no [mail]: the enrollment link to pass on.
+    # an administrator's user send to an address with no account, and no [mail]: the
+    # enrollment link to pass on (never given to a non-administrator: they get a 409).
     invitation_url: str | None = None
 
 

@@ -85,7 +85,7 @@ def _recovery_request(row: Row) -> bytes:
 def _mail_body(row: Row) -> bytes:
     from appliance.mail.outbox import body_context
 
-    return body_context(row["id"])
+    return body_context(row["id"], row["to_address"], row["template"])
 
 
 def _send_payload(row: Row) -> bytes:
@@ -124,7 +124,7 @@ SEALED: tuple[SealedColumn, ...] = (
         also=_recovery_config_mac,
     ),
     SealedColumn("recovery_requests", "id", "private_blob", None, _recovery_request),
-    SealedColumn("mail_outbox", "id", "body_blob", "kek_label", _mail_body),
+    SealedColumn("mail_outbox", "id", "body_blob", "kek_label", _mail_body, reads=("to_address", "template")),
     SealedColumn(
         "sends", "id", "payload", "kek_label", _send_payload, reads=("mode", "sender_id", "recipient_id", "token_hash")
     ),

@@ -25,7 +25,9 @@ The contract (kept small and stable; other packages depend on it):
 What a message may hold: links and one-time codes, never a secret (a password, a
 key, an item field), and never a one-time code in the same message as its link.
 A body holds one-time links until it is sent, so it is stored sealed under the
-KEK (``mail_outbox.body_blob``, ``kek_label``) and erased once sent or given up.
+KEK (``mail_outbox.body_blob``, ``kek_label``; the associated data names the message
+id, ``to_address`` and ``template``, so a re-addressed message fails to open and is
+marked failed, never sent) and erased once sent or given up.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ from appliance.models import Base
 
 class MailMessage(Base):
     """One e-mail. Its rendered body holds links (one-time tokens), so it is sealed
-    under the KEK (``body_blob``, context names the message id) and erased once sent
+    under the KEK (``body_blob``, context names the message id, its address and template)
+    and erased once sent
     or given up on; only the envelope stays as a record."""
 
     __tablename__ = "mail_outbox"

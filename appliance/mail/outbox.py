@@ -30,8 +30,11 @@ def when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
 
 
-def body_context(message_id: str) -> bytes:
-    return f"coffre/mail-body/v1|message={message_id}".encode("ascii")
+def body_context(message_id: str, to_address: str, template: str) -> bytes:
+    """The body's associated data: the message, its recipient and its template, so a
+    database writer who re-addresses a queued message (to receive its links) makes
+    its body fail to open; the sender then fails the message instead of sending it."""
+    return f"coffre/mail-body/v2|message={message_id}|to={to_address}|template={template}".encode()
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ class Mailer:
 
     def _add(self, db: Any, work: Work, to: str, template: str, rendered: Rendered) -> bool:
         message_id = new_id()
-        blob = work.seal(rendered.encode(), body_context(message_id))
+        blob = work.seal(rendered.encode(), body_context(message_id, to, template))
         now = self.app.clock()
         db.add(
             MailMessage(

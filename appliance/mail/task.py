@@ -23,6 +23,7 @@ from sqlalchemy import or_, select, update
 from appliance.config import MailSettings
 from appliance.mail.models import MailMessage
 from appliance.mail.outbox import Rendered, body_context
+from hsm.errors import DecryptionFailed
 
 if TYPE_CHECKING:
     from appliance.core import Appliance
@@ -121,10 +122,13 @@ class MailTask:
             client: smtplib.SMTP | None = None
             try:
                 for row in rows:
+                    rendered = self._open(row)
+                    if rendered is None:
+                        continue
                     try:
                         if client is None:
                             client = _smtp(settings)
-                        self._deliver(client, settings, row)
+                        self._deliver(client, settings, row, rendered)
                         sent += 1
                     except (smtplib.SMTPException, OSError) as exc:
                         self._failed(settings, row, f"{type(exc).__name__}: {exc}"[:500])
@@ -143,10 +147,36 @@ class MailTask:
         except (smtplib.SMTPException, OSError):
             client.close()
 
-    def _deliver(self, client: smtplib.SMTP, settings: MailSettings, row: MailMessage) -> None:
-        assert row.body_blob is not None
+    def _open(self, row: MailMessage) -> Rendered | None:
+        """The message's body, or None when it does not open under its envelope (the
+        address or template was changed in the database): the message is then failed,
+        never sent, its body erased, and the event audited."""
         with self.app.keystore.work() as work:
-            rendered = Rendered.decode(work.unseal(row.body_blob, body_context(row.id)))
+            try:
+                if row.body_blob is None:
+                    raise DecryptionFailed()
+                return Rendered.decode(work.unseal(row.body_blob, body_context(row.id, row.to_address, row.template)))
+            except DecryptionFailed:
+                error = "integrity: the message's body does not match its address or template; not sent"
+                log.error("mail %s (%s): %s", row.id, row.template, error)
+                with self.app.db.write() as db:
+                    db.execute(
+                        update(MailMessage)
+                        .where(MailMessage.id == row.id)
+                        .values(
+                            state="failed",
+                            attempts=row.attempts + 1,
+                            last_error=error,
+                            last_error_at=self.app.clock(),
+                            body_blob=None,
+                            kek_label=None,
+                            claimed_until=None,
+                        )
+                    )
+                    self.app.audit.append(db, work, "integrity.failed", actor=None, target=row.id, what="mail")
+                return None
+
+    def _deliver(self, client: smtplib.SMTP, settings: MailSettings, row: MailMessage, rendered: Rendered) -> None:
         client.send_message(build(settings, row.to_address, rendered))
         with self.app.db.write() as db:
             db.execute(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from typing import Any
 
@@ -110,13 +111,37 @@ def code_key(
     return label, key, kdf
 
 
-def code_key_again(keystore: Keystore, send: Send, code: str) -> bytes:
-    assert send.code_salt is not None and send.code_kdf is not None and send.code_pepper is not None
-    params = dict(part.split("=", 1) for part in send.code_kdf.split("$")[1:])
-    crypto = CryptoSettings(
-        argon2_time_cost=int(params["t"]), argon2_memory_kib=int(params["m"]), argon2_parallelism=int(params["p"])
-    )
-    return code_key(keystore, crypto, send.id, code, bytes(send.code_salt), send.code_pepper)[1]
+_KDF = re.compile(r"argon2id\$t=([0-9]{1,4})\$m=([0-9]{1,9})\$p=([0-9]{1,3})")
+
+
+def kdf_params(kdf: Any, configured: CryptoSettings) -> CryptoSettings | None:
+    """The Argon2id parameters recorded with a send, or None when malformed or above
+    the ceiling: each at most the configured value or the built-in default, whichever
+    is higher (an administrator who lowers the cost keeps the pending sends). Checked
+    after the row MAC; the bound keeps a bad value from exhausting memory or time."""
+    if not isinstance(kdf, str):
+        return None
+    match = _KDF.fullmatch(kdf)
+    if match is None:
+        return None
+    t, m, p = (int(g) for g in match.groups())
+    default = CryptoSettings()
+    if not (
+        1 <= t <= max(configured.argon2_time_cost, default.argon2_time_cost)
+        and 1 <= p <= max(configured.argon2_parallelism, default.argon2_parallelism)
+        and 8 * p <= m <= max(configured.argon2_memory_kib, default.argon2_memory_kib)
+    ):
+        return None
+    return CryptoSettings(argon2_time_cost=t, argon2_memory_kib=m, argon2_parallelism=p)
+
+
+def code_key_again(keystore: Keystore, configured: CryptoSettings, send: Send, code: str) -> bytes | None:
+    """The code key from the parameters recorded with the send; None when they are not
+    acceptable (see ``kdf_params``)."""
+    params = kdf_params(send.code_kdf, configured)
+    if params is None or send.code_salt is None or send.code_pepper is None:
+        return None
+    return code_key(keystore, params, send.id, code, bytes(send.code_salt), send.code_pepper)[1]
 
 
 def seal_with_code(key: bytes, plaintext: bytes, context: bytes) -> bytes:

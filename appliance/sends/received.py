@@ -123,7 +123,16 @@ class ReceivedSends:
                     out.append(
                         ReceivedView(send.id, senders.get(send.sender_id, ""), fields, send.created_at, send.expires_at)
                     )
+            self._audit_read(work, principal, [view.id for view in out])
         return out
+
+    def _audit_read(self, work: Work, principal: Principal, send_ids: list[str]) -> None:
+        """``send.read``: one entry per copy opened (and shown) for the recipient."""
+        if not send_ids:
+            return
+        with self.app.db.write() as db:
+            for send_id in send_ids:
+                self.app.audit.by(principal, db, work, "send.read", target=send_id)
 
     def _one(self, work: Work, principal: Principal, send_id: Any) -> tuple[Send, ItemFields]:
         if not is_id(send_id):
@@ -143,6 +152,7 @@ class ReceivedSends:
         fields = self._open(work, principal, send)
         if fields is None:
             raise NotFound("no such received password")
+        self._audit_read(work, principal, [send.id])
         return send, fields
 
     def _finish(self, work: Work, principal: Principal, send: Send, state: str, **details: Any) -> bool:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 MODES = ("user", "code", "link")
 SEND_PREFIX = "cfx_"
 HOUR = 3600.0
+CREATE_WINDOW = 600
 
 
 @dataclass(frozen=True)
@@ -146,10 +147,22 @@ class SendsService:
                 raise ValidationFailed("a send to a user is received once: max_views must be 1")
         # Validate the secret (and that the caller may read the item) before anything changes.
         fields, source_item = self._fields(principal, item_id, secret)
+        # Refused before anything is made (an invitation included); counted with the send.
+        with self.app.db.write() as db:
+            self._limit(db, principal, count=False)
         if mode == "user":
             assert email is not None
             return self._to_user(principal, fields, source_item, email, hours)
         return self._by_token(principal, mode, fields, source_item, email, hours, views)
+
+    def _limit(self, db: Any, principal: Principal, *, count: bool) -> None:
+        """``[sends] creates_per_10_minutes`` per sender; ``count`` in the transaction that
+        adds the send (so a refused or failed create counts nothing)."""
+        key = f"send-create:{principal.user_id}"
+        limit = self.app.settings.sends.creates_per_10_minutes
+        self.app.ratelimit.check(db, key, limit, CREATE_WINDOW, "too many sends; wait a few minutes")
+        if count:
+            self.app.ratelimit.hit(db, key, CREATE_WINDOW)
 
     def _new_row(self, principal: Principal, mode: str, hours: int, views: int) -> Send:
         now = self.app.clock()
@@ -173,9 +186,14 @@ class SendsService:
         invitation: str | None = None
         if recipient is not None and recipient.status == "disabled":
             raise ValidationFailed("this user cannot receive sends")
-        if recipient is None or recipient.status == "invited":
-            # Seed: "the recipient is directed to registration"; the copy waits under
-            # the KEK and is wrapped to their key when they first look at "Received".
+        if recipient is None:
+            # Seed: "the recipient is directed to registration". The enrollment link goes
+            # to their mailbox only; without [mail] only an administrator (who could
+            # invite them anyway) is handed it, never another user (who could enroll
+            # as them). The copy waits under the KEK and is wrapped to their key when
+            # they first look at "Received".
+            if not self.app.mail.enabled and not principal.is_admin:
+                raise Conflict(f"{email} is not a user; ask an administrator to invite them, or send by code or link")
             user, token = self.app.accounts.invite(
                 email,
                 False,
@@ -187,7 +205,11 @@ class SendsService:
             recipient_id = user.id
             invitation = None if self.app.mail.enabled else f"/enroll#token={token}"
         else:
+            # An active user, or one invited and not enrolled yet: their invitation is left
+            # alone (a send never re-issues an enrollment token or changes the account);
+            # the copy waits under the KEK until they enroll.
             recipient_id = recipient.id
+        invited_now = recipient is None
         send = self._new_row(principal, "user", hours, 1)
         send.recipient_id = recipient_id
         send.recipient_email = email
@@ -204,6 +226,7 @@ class SendsService:
                 self._wrap_to(work, send, user_row, plaintext)
             self.seal_row(work, send)
             with self.app.db.write() as db:
+                self._limit(db, principal, count=True)
                 db.add(send)
                 self.app.audit.by(
                     principal,
@@ -215,10 +238,11 @@ class SendsService:
                     recipient=recipient_id,
                     item=source_item,
                     expires_at=send.expires_at,
-                    invited=invitation is not None or user_row.public_key is None,
+                    invited=invited_now,
+                    waiting=user_row.public_key is None,
                 )
                 mailed = False
-                if user_row.public_key is not None:
+                if not invited_now:
                     mailed = self.app.mail.enqueue(
                         db,
                         work=work,
@@ -277,6 +301,7 @@ class SendsService:
             send.kek_label = work.sealed_under(send.payload)
             self.seal_row(work, send)
             with self.app.db.write() as db:
+                self._limit(db, principal, count=True)
                 db.add(send)
                 self.app.audit.by(
                     principal,

@@ -1,11 +1,12 @@
-"""Expiry: a send past its time is crypto-shredded by a periodic sweep (a reveal
-refuses it at once anyway), audited as ``send.expired`` and reported to its sender."""
+"""Expiry: a send past its time is crypto-shredded by a periodic sweep, or at once by
+the public page or reveal that meets it (``expire``), audited as ``send.expired`` and
+reported to its sender."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -15,6 +16,7 @@ from appliance.sends.models import Send
 
 if TYPE_CHECKING:
     from appliance.core import Appliance
+    from hsm.keystore import Work
 
 log = logging.getLogger("coffre.sends")
 SWEEP_SECONDS = 30.0
@@ -24,7 +26,6 @@ BATCH = 200
 def sweep(app: Appliance) -> int:
     """Shred every expired send still holding a copy; return how many."""
     now = app.clock()
-    service = app.sends.service
     done = 0
     with app.db.read() as db:
         ids = list(
@@ -32,32 +33,43 @@ def sweep(app: Appliance) -> int:
         )
     for send_id in ids:
         with app.keystore.work() as work, app.db.write() as db:
-            send = db.execute(select(Send).where(Send.id == send_id).with_for_update()).scalar_one_or_none()
-            if send is None or send.state != "pending" or send.expires_at > now:
-                continue
-            intact = service.row_ok(work, send)
-            if not intact:
-                service.integrity_event(db, work, send, None)
-            viewed = send.views_used > 0
-            service.shred(send, "expired", now)
-            service.seal_row(work, send)
-            app.audit.append(db, work, "send.expired", target=send.id, mode=send.mode, views_used=send.views_used)
-            sender = db.get(User, send.sender_id)
-            if sender is not None:
-                app.mail.enqueue(
-                    db,
-                    work=work,
-                    to=sender.email,
-                    template="send_expired",
-                    context={
-                        "what": service.describe(send),
-                        "when": when(send.expires_at),
-                        "viewed": f"after {send.views_used} view(s)" if viewed else "without being opened",
-                        "link": app.mail.link("/sends") if app.mail.enabled else "",
-                    },
-                )
-            done += 1
+            if expire(app, db, work, send_id, now, None):
+                done += 1
     return done
+
+
+def expire(app: Appliance, db: Any, work: Work, send_id: str, now: float, client_addr: str | None) -> bool:
+    """Shred ``send_id`` in ``db``'s transaction (under its row lock) if it is pending and
+    past its expiry; True when it did."""
+    service = app.sends.service
+    send = (
+        db.execute(select(Send).where(Send.id == send_id).with_for_update().execution_options(populate_existing=True))
+        .scalars()
+        .one_or_none()
+    )
+    if send is None or send.state != "pending" or send.expires_at > now:
+        return False
+    if not service.row_ok(work, send):
+        service.integrity_event(db, work, send, client_addr)
+    viewed = send.views_used > 0
+    service.shred(send, "expired", now)
+    service.seal_row(work, send)
+    app.audit.append(db, work, "send.expired", target=send.id, mode=send.mode, views_used=send.views_used)
+    sender = db.get(User, send.sender_id)
+    if sender is not None:
+        app.mail.enqueue(
+            db,
+            work=work,
+            to=sender.email,
+            template="send_expired",
+            context={
+                "what": service.describe(send),
+                "when": when(send.expires_at),
+                "viewed": f"after {send.views_used} view(s)" if viewed else "without being opened",
+                "link": app.mail.link("/sends") if app.mail.enabled else "",
+            },
+        )
+    return True
 
 
 class SendSweeper:

@@ -70,7 +70,9 @@ def test_the_outbox_body_is_sealed(mail_app, tmp_path: Path) -> None:  # type: i
 
     [entry] = [e for e in SEALED if e.table == "mail_outbox"]
     with mail_app.keystore.work() as work:
-        assert token.encode() in work.unseal(row.body_blob, entry.context({"id": row.id}))
+        assert token.encode() in work.unseal(
+            row.body_blob, entry.context({"id": row.id, "to_address": row.to_address, "template": row.template})
+        )
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

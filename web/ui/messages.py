@@ -117,6 +117,7 @@ KNOWN = {
     "a send to a user is received once: max_views must be 1": N_(
         "A password sent to a user is received once: leave the number of views at 1."
     ),
+    "too many sends; wait a few minutes": N_("You sent many passwords in a short time."),
     "this user cannot receive sends": N_("This user cannot receive passwords (the account is disabled)."),
     "expires_in_hours must be a whole number": N_("Expiry and views are whole numbers."),
     "this send is no longer pending": N_("This password was already opened, expired or revoked."),
@@ -184,6 +185,10 @@ PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (
         re.compile(r"^this send is no longer pending"),
         N_("This password was already opened, expired or revoked."),
+    ),
+    (
+        re.compile(r"^(?P<email>\S+) is not a user; ask an administrator to invite them"),
+        N_("%(email)s is not a user. Ask an administrator to invite them, or send by code or link."),
     ),
     (re.compile(r"^(?P<what>\w+) must be a date \(YYYY-MM-DD\)$"), N_("Dates are written YYYY-MM-DD.")),
     (

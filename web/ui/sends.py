@@ -3,6 +3,7 @@ page a recipient opens (/s/{token}: a Reveal button; only the POST reveals)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from litestar import Controller, Request, get, post
@@ -25,7 +26,8 @@ def _number(data: dict[str, Any], name: str) -> int | None | str:
     raw = text(data, name, 12).strip()
     if not raw:
         return None
-    return int(raw) if raw.isdigit() else raw
+    # ASCII digits only: "²" passes str.isdigit() and int() refuses it (a 500), "٣" is 3.
+    return int(raw) if re.fullmatch(r"[0-9]{1,6}", raw) else raw
 
 
 class SendPages(Controller):
@@ -37,12 +39,10 @@ class SendPages(Controller):
     def _form(self, request: Request[Any, Any, Any], item_id: str | None, status: int = 200, **extra: Any) -> Template:
         app = appliance_of(request)
         item = None
-        if item_id:
-            with serialized(request):
-                item = app.items.get(caller(request), item_id)
-        else:
-            with serialized(request):
-                caller(request)
+        with serialized(request):
+            who = caller(request)
+            if item_id:
+                item = app.items.get(who, item_id)
         policy = app.settings.sends
         values = extra.pop("values", {})
         return page(
@@ -53,6 +53,8 @@ class SendPages(Controller):
             values=values,
             policy=policy,
             mail=app.mail.enabled,
+            # Who may send to an address with no account (see SendsService._to_user).
+            can_invite=app.mail.enabled or who.is_admin,
             **extra,
         )
 
