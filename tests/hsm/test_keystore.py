@@ -116,11 +116,14 @@ def test_user_key_pair_three_layers_and_rsa_size(keystore):
         outer = Envelope.decode(blob)
         assert outer.algorithm is Algorithm.AES_256_GCM and parse_label(outer.key_ref)[0] is RootKind.KEK
         middle = Envelope.decode(work.unseal(blob, b"user:1"))
-        assert middle.algorithm is Algorithm.AES_256_GCM and middle.key_ref == "pin"
+        # The middle layer names the caller key and the ukw version of the inner layer.
+        assert middle.algorithm is Algorithm.AES_256_GCM and middle.key_ref.split(";")[0] == "pin"
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         inner = Envelope.decode(AESGCM(pin_key).decrypt(middle.params, middle.body, middle.header() + b"user:1"))
         assert inner.algorithm is Algorithm.AES_KEY_WRAP_PAD and parse_label(inner.key_ref)[0] is RootKind.UKW
+        assert middle.key_ref == f"pin;{inner.key_ref}"
+        assert work.private_key_ukw_label(blob, b"user:1") == inner.key_ref
         assert work.private_key_format(blob, b"user:1") == "ukw"
         private = work.open_private_key(blob, b"user:1", pin_key)
         assert private[Attribute.SENSITIVE] is True

@@ -29,8 +29,8 @@ def test_file_upload_transfer_and_deposit(lab, browser, tmp_path: Path):
     problems: list = []
     context = new_context(browser, accept_downloads=True)
     page = context.new_page()
-    enroll(page, f"{lab.url}/enroll#token={lab.invite('sender@example.com')}")
-    login(page, lab.url, "sender@example.com")
+    enroll(page, f"{lab.url}/enroll#token={lab.invite('transfer-sender@example.com')}")
+    login(page, lab.url, "transfer-sender@example.com")
     page.get_by_role("link", name="New vault").click()
     page.get_by_label("Name", exact=True).fill("Supplier contracts")
     page.get_by_role("button", name="Create", exact=True).click()
