@@ -12,11 +12,13 @@ from __future__ import annotations
 import re
 
 import argon2
-from argon2.low_level import Type, hash_secret_raw
+from argon2.low_level import Type
 from zxcvbn import zxcvbn
 
+from appliance import peppered
 from appliance.config import CryptoSettings, SecuritySettings
 from appliance.errors import ValidationFailed
+from hsm.errors import DecryptionFailed
 from hsm.keystore import Keystore, Work
 from hsm.labels import RootKind
 
@@ -66,39 +68,21 @@ class PasswordHasher:
 
     def pin_key(self, work: Work, user_id: str, pin: str, salt: bytes, label: str | None) -> tuple[str, bytes, str]:
         """Return (pepper label, 256-bit PIN key, KDF description)."""
-        label, mac = work.mac(
-            RootKind.PEPPER, b"pin\x00" + user_id.encode("ascii") + b"\x00" + pin.encode("ascii"), label
-        )
-        c = self.crypto
-        key = hash_secret_raw(
-            mac,
-            salt,
-            time_cost=c.argon2_time_cost,
-            memory_cost=c.argon2_memory_kib,
-            parallelism=c.argon2_parallelism,
-            hash_len=32,
-            type=Type.ID,
-        )
-        kdf = f"argon2id$t={c.argon2_time_cost}$m={c.argon2_memory_kib}$p={c.argon2_parallelism}"
-        return label, key, kdf
+        label, key = peppered.derive_in(work, _pin_message(user_id, pin), salt, self.crypto, label)
+        return label, key, peppered.describe(self.crypto)
 
     def pin_key_for(self, keystore: Keystore, user_id: str, pin: str, salt: bytes, label: str, kdf: str) -> bytes:
         """Re-derive a PIN key with the parameters recorded at enrollment (the HSM
-        session is held for the HMAC only, not during Argon2id)."""
-        params = dict(part.split("=", 1) for part in kdf.split("$")[1:])
-        with keystore.work() as work:
-            _, mac = work.mac(
-                RootKind.PEPPER, b"pin\x00" + user_id.encode("ascii") + b"\x00" + pin.encode("ascii"), label
-            )
-        return hash_secret_raw(
-            mac,
-            salt,
-            time_cost=int(params["t"]),
-            memory_cost=int(params["m"]),
-            parallelism=int(params["p"]),
-            hash_len=32,
-            type=Type.ID,
-        )
+        session is held for the HMAC only, not during Argon2id). The parameters sit in
+        the user row, under its anchored MAC; malformed ones open nothing."""
+        params = peppered.parse(kdf)
+        if params is None:
+            raise DecryptionFailed()
+        return peppered.derive(keystore, _pin_message(user_id, pin), salt, params, label)[1]
+
+
+def _pin_message(user_id: str, pin: str) -> bytes:
+    return b"pin\x00" + user_id.encode("ascii") + b"\x00" + pin.encode("ascii")
 
 
 def check_password_strength(password: str, email: str, rules: SecuritySettings) -> None:

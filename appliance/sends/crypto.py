@@ -13,21 +13,14 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 import secrets
 from typing import Any
 
-from argon2.low_level import Type, hash_secret_raw
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
+from appliance import peppered
 from appliance.config import CryptoSettings
 from appliance.items import ItemFields
 from appliance.sends.models import Send
-from hsm.errors import DecryptionFailed
 from hsm.keystore import Keystore
-from hsm.labels import RootKind
 
 # What a send copies: the item's fields but its TOTP secret (a second factor is not passed on).
 FIELDS = ("title", "username", "password", "url", "notes")
@@ -92,47 +85,16 @@ def decode_fields(raw: bytes) -> ItemFields:
 def code_key(
     keystore: Keystore, crypto: CryptoSettings, send_id: str, code: str, salt: bytes, label: str | None
 ) -> tuple[str, bytes, str]:
-    """(pepper label, 256-bit key, KDF description). The token session is held for
-    the HMAC only, not during Argon2id."""
-    with keystore.work() as work:
-        label, mac = work.mac(
-            RootKind.PEPPER, b"send-code\x00" + send_id.encode("ascii") + b"\x00" + code.encode(), label
-        )
-    key = hash_secret_raw(
-        mac,
-        salt,
-        time_cost=crypto.argon2_time_cost,
-        memory_cost=crypto.argon2_memory_kib,
-        parallelism=crypto.argon2_parallelism,
-        hash_len=32,
-        type=Type.ID,
+    """(pepper label, 256-bit key, KDF description) (appliance/peppered.py)."""
+    return peppered.derive(
+        keystore, b"send-code\x00" + send_id.encode("ascii") + b"\x00" + code.encode(), salt, crypto, label
     )
-    kdf = f"argon2id$t={crypto.argon2_time_cost}$m={crypto.argon2_memory_kib}$p={crypto.argon2_parallelism}"
-    return label, key, kdf
-
-
-_KDF = re.compile(r"argon2id\$t=([0-9]{1,4})\$m=([0-9]{1,9})\$p=([0-9]{1,3})")
 
 
 def kdf_params(kdf: Any, configured: CryptoSettings) -> CryptoSettings | None:
     """The Argon2id parameters recorded with a send, or None when malformed or above
-    the ceiling: each at most the configured value or the built-in default, whichever
-    is higher (an administrator who lowers the cost keeps the pending sends). Checked
-    after the row MAC; the bound keeps a bad value from exhausting memory or time."""
-    if not isinstance(kdf, str):
-        return None
-    match = _KDF.fullmatch(kdf)
-    if match is None:
-        return None
-    t, m, p = (int(g) for g in match.groups())
-    default = CryptoSettings()
-    if not (
-        1 <= t <= max(configured.argon2_time_cost, default.argon2_time_cost)
-        and 1 <= p <= max(configured.argon2_parallelism, default.argon2_parallelism)
-        and 8 * p <= m <= max(configured.argon2_memory_kib, default.argon2_memory_kib)
-    ):
-        return None
-    return CryptoSettings(argon2_time_cost=t, argon2_memory_kib=m, argon2_parallelism=p)
+    the ceiling (``peppered.bounded``). Checked after the row MAC."""
+    return peppered.bounded(kdf, configured)
 
 
 def code_key_again(keystore: Keystore, configured: CryptoSettings, send: Send, code: str) -> bytes | None:
@@ -144,15 +106,5 @@ def code_key_again(keystore: Keystore, configured: CryptoSettings, send: Send, c
     return code_key(keystore, params, send.id, code, bytes(send.code_salt), send.code_pepper)[1]
 
 
-def seal_with_code(key: bytes, plaintext: bytes, context: bytes) -> bytes:
-    nonce = os.urandom(_NONCE)
-    return nonce + AESGCM(key).encrypt(nonce, plaintext, context)
-
-
-def open_with_code(key: bytes, blob: bytes, context: bytes) -> bytes:
-    if len(blob) < _NONCE + 16:
-        raise DecryptionFailed()
-    try:
-        return AESGCM(key).decrypt(blob[:_NONCE], blob[_NONCE:], context)
-    except InvalidTag:
-        raise DecryptionFailed() from None
+seal_with_code = peppered.seal
+open_with_code = peppered.open_

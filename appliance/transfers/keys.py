@@ -13,20 +13,15 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 
-from argon2.low_level import Type, hash_secret_raw
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from appliance import peppered
 from appliance.config import CryptoSettings
+from hsm.errors import DecryptionFailed
 from hsm.keystore import Keystore
-from hsm.labels import RootKind
-
-NONCE = 12
 
 
 class WrongKey(Exception):
@@ -34,14 +29,13 @@ class WrongKey(Exception):
 
 
 def seal(key: bytes, plaintext: bytes, context: bytes) -> bytes:
-    nonce = os.urandom(NONCE)
-    return nonce + AESGCM(key).encrypt(nonce, plaintext, context)
+    return peppered.seal(key, plaintext, context)
 
 
 def open_(key: bytes, blob: bytes, context: bytes) -> bytes:
     try:
-        return AESGCM(key).decrypt(blob[:NONCE], blob[NONCE:], context)
-    except (InvalidTag, ValueError):
+        return peppered.open_(key, blob, context)
+    except DecryptionFailed:
         raise WrongKey() from None
 
 
@@ -69,6 +63,10 @@ def grant_context(transfer_id: str, recipient_id: str) -> bytes:
     return f"coffre/transfer-grant/v1|transfer={transfer_id}|recipient={recipient_id}".encode("ascii")
 
 
+def _message(purpose: bytes, transfer_id: str, secret: str) -> bytes:
+    return purpose + b"\x00" + transfer_id.encode("ascii") + b"\x00" + secret.encode("utf-8")
+
+
 def password_key(
     keystore: Keystore,
     crypto: CryptoSettings,
@@ -78,30 +76,15 @@ def password_key(
     label: str | None,
     purpose: bytes = b"transfer",
 ) -> tuple[str, bytes, str]:
-    """(pepper label, wrapping key, KDF description). The token session is held for
-    the HMAC only, not during Argon2id. ``purpose`` separates the sender's password
-    (``transfer``) from a recipient's e-mailed code (``transfer-code`` ‖ recipient)."""
-    with keystore.work() as work:
-        label, mac = work.mac(
-            RootKind.PEPPER,
-            purpose + b"\x00" + transfer_id.encode("ascii") + b"\x00" + password.encode("utf-8"),
-            label,
-        )
-    key = hash_secret_raw(
-        mac,
-        salt,
-        time_cost=crypto.argon2_time_cost,
-        memory_cost=crypto.argon2_memory_kib,
-        parallelism=crypto.argon2_parallelism,
-        hash_len=32,
-        type=Type.ID,
-    )
-    kdf = f"argon2id$t={crypto.argon2_time_cost}$m={crypto.argon2_memory_kib}$p={crypto.argon2_parallelism}"
-    return label, key, kdf
+    """(pepper label, wrapping key, KDF description) (appliance/peppered.py).
+    ``purpose`` separates the sender's password (``transfer``) from a recipient's
+    e-mailed code (``transfer-code`` ‖ recipient)."""
+    return peppered.derive(keystore, _message(purpose, transfer_id, password), salt, crypto, label)
 
 
 def password_key_for(
     keystore: Keystore,
+    configured: CryptoSettings,
     transfer_id: str,
     password: str,
     salt: bytes,
@@ -109,11 +92,13 @@ def password_key_for(
     kdf: str,
     purpose: bytes = b"transfer",
 ) -> bytes:
-    params = dict(part.split("=", 1) for part in kdf.split("$")[1:])
-    crypto = CryptoSettings(
-        argon2_time_cost=int(params["t"]), argon2_memory_kib=int(params["m"]), argon2_parallelism=int(params["p"])
-    )
-    return password_key(keystore, crypto, transfer_id, password, salt, label, purpose)[1]
+    """The wrapping key again, with the recorded parameters; ``WrongKey`` when they
+    are malformed or above the ceiling (transfer rows carry no MAC: a database
+    writer's value must not exhaust memory or answer 500)."""
+    params = peppered.bounded(kdf, configured)
+    if params is None:
+        raise WrongKey()
+    return peppered.derive(keystore, _message(purpose, transfer_id, password), salt, params, label)[1]
 
 
 def code_purpose(recipient_id: str) -> bytes:

@@ -133,7 +133,13 @@ class TransferAccess:
             if needs_password:
                 assert transfer.pw_salt is not None and transfer.pepper_label is not None and transfer.kdf is not None
                 wrapping = keys.password_key_for(
-                    self.app.keystore, transfer.id, password, transfer.pw_salt, transfer.pepper_label, transfer.kdf
+                    self.app.keystore,
+                    self.app.settings.crypto,
+                    transfer.id,
+                    password,
+                    transfer.pw_salt,
+                    transfer.pepper_label,
+                    transfer.kdf,
                 )
                 shares.append(keys.open_(wrapping, transfer.wrapped_key or b"", keys.key_context(transfer.id)))
             if needs_code:
@@ -141,6 +147,7 @@ class TransferAccess:
                     raise keys.WrongKey()
                 wrapping = keys.password_key_for(
                     self.app.keystore,
+                    self.app.settings.crypto,
                     transfer.id,
                     keys.normalize_code(str(code)),
                     recipient.code_salt,
@@ -328,12 +335,18 @@ class TransferAccess:
             f = db.get(TransferFile, file_id) if isinstance(file_id, str) else None
         if f is None or f.transfer_id != transfer.id:
             raise NotFound(REFUSED)
-        self._consume(transfer, recipient, addr, f.id)
+        # Opened (and its first chunk checked) before the allowance is spent: a file
+        # that fails its integrity check costs the recipient no download.
+        d = self._open_file(transfer, tkey, f)
         try:
-            d = self._open_file(transfer, tkey, f)
             d.prepare()
         except BaseException:
-            self._finished(transfer.id)
+            d.close()
+            raise
+        try:
+            self._consume(transfer, recipient, addr, f.id)  # all or nothing: refused, nothing counted
+        except BaseException:
+            d.close()
             raise
 
         def stream() -> Iterator[bytes]:
