@@ -143,9 +143,11 @@ class Keystore:
             raise KeyNotFound(f"not a root key label: {label}")
         with self.work() as work:
             copies = work._copies(label)
-            for obj in copies:
-                obj.destroy()
-            work.refresh_roots()
+            try:
+                for obj in copies:
+                    obj.destroy()
+            finally:  # even part-way: no cached handle to a destroyed object survives
+                work.refresh_roots()
             return len(copies)
 
     def rotate_root(self, kind: RootKind) -> str:

@@ -151,3 +151,22 @@ def data_key(extractable: bool = True) -> dict[Attribute, Any]:
         Attribute.ENCRYPT: True,
         Attribute.DECRYPT: True,
     }
+
+
+def imported_bulk_key(value: bytes) -> dict[Attribute, Any]:
+    """A caller's AES-256 payload key imported for bulk GCM (``[files] bulk_crypto =
+    "hsm"``): session object, sensitive, never extractable, encrypt/decrypt only."""
+    if len(value) != 32:
+        raise ValueError("bulk keys are AES-256")
+    return {
+        **_NO_CAPABILITIES,
+        Attribute.CLASS: ObjectClass.SECRET_KEY,
+        Attribute.KEY_TYPE: KeyType.AES,
+        Attribute.TOKEN: False,
+        Attribute.PRIVATE: True,
+        Attribute.SENSITIVE: True,
+        Attribute.EXTRACTABLE: False,
+        Attribute.ENCRYPT: True,
+        Attribute.DECRYPT: True,
+        Attribute.VALUE: value,
+    }

@@ -35,7 +35,7 @@ def declared_length(request: Request[Any, Any, State]) -> int | None:
     raw = request.headers.get("content-length")
     if raw is None:
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise ValidationFailed("Content-Length must be a number")
     return int(raw)
 

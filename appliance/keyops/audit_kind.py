@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 from typing import TYPE_CHECKING
 
+from appliance.errors import Conflict
 from appliance.keyops.engine import Options
 from appliance.keyops.finish import finish
 from appliance.keyops.jobs import JobStore, JobView
@@ -40,7 +41,7 @@ def link_chains(app: Appliance, store: JobStore, job: KeyJob, options: Options) 
     with app.keystore.work() as work, app.db.write() as db:
         work.refresh_roots()
         if work.current_label(RootKind.AUDIT) != job.target:
-            raise RuntimeError(f"{job.target} is not the newest audit key on the token")
+            raise Conflict(f"{job.target} is not the newest audit key on the token")
         details = {"old": old, "new": job.target}
         if old is not None:
             details["endorsement"] = endorsement(work, app.integrity.deployment(), old, job.target, job.id)

@@ -76,14 +76,17 @@ def kek_usage(app: Appliance) -> dict[str, dict[str, int]]:
     return usage
 
 
-def _ukw_counts(app: Appliance, label: str) -> dict[str, int] | None:
-    """Private keys and escrows whose inner layer ``label`` wraps, read from the data."""
+def _ukw_counts(app: Appliance, label: str, census: Any = None) -> dict[str, int] | None:
+    """Private keys and escrows whose inner layer ``label`` wraps, read from the data
+    (``census``: one ``ukw.census`` for several versions, else taken here)."""
     from appliance.keyops import ukw
 
-    return ukw.references(app, label)
+    return ukw.references(app, label, census)
 
 
-def references(app: Appliance, label: str, kek: dict[str, dict[str, int]] | None = None) -> dict[str, int] | None:
+def references(
+    app: Appliance, label: str, kek: dict[str, dict[str, int]] | None = None, census: Any = None
+) -> dict[str, int] | None:
     """Rows referencing ``label`` per table.column; ``None`` when it cannot be known."""
     parsed = parse_label(label)
     if parsed is None:
@@ -109,14 +112,19 @@ def references(app: Appliance, label: str, kek: dict[str, dict[str, int]] | None
                 if n:
                     counts[name] = n
         return counts
-    return _ukw_counts(app, label)
+    return _ukw_counts(app, label, census)
 
 
 def root_versions(app: Appliance) -> list[dict[str, Any]]:
     """Every root version: on the token (current / old) or gone from it (retired),
     with its references."""
+    from appliance.keyops import ukw
+
     found = app.keystore.list_roots()
     kek = kek_usage(app)
+    # One census of the private keys for every ukw version (each costs a token
+    # operation per user), taken only when there is a ukw root.
+    census = ukw.census(app) if any(r.kind is RootKind.UKW for r in found) else None
     out: list[dict[str, Any]] = []
     for kind in RootKind:
         versions = {r.version: r.label for r in found if r.kind is kind}
@@ -127,10 +135,10 @@ def root_versions(app: Appliance) -> list[dict[str, Any]]:
             label = versions.get(version, f"coffre-{kind.value}-v{version}")
             if version not in versions:
                 state = "retired"
-                refs: dict[str, int] | None = references(app, label, kek)
+                refs: dict[str, int] | None = references(app, label, kek, census)
             else:
                 state = "current" if version == newest else "old"
-                refs = references(app, label, kek)
+                refs = references(app, label, kek, census)
             out.append(
                 {
                     "kind": kind.value,

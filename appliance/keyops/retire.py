@@ -64,7 +64,9 @@ def retire(app: Appliance, label: str, actor: str, dry_run: bool = False) -> Ret
         return refuse(f"still referenced: {listed}")
     if dry_run:
         return Retirement(label, refs, False, None)
-    destroyed = app.keystore.destroy_root(label)
+    # The audit entry is committed first: a version is never gone without its record (a
+    # failed destroy leaves an entry for a version still on the token, and retire runs again).
     with app.keystore.work() as work, app.db.write() as db:
-        app.audit.append(db, work, "key.retired", actor=actor, target=label, objects=destroyed)
+        app.audit.append(db, work, "key.retired", actor=actor, target=label)
+    app.keystore.destroy_root(label)
     return Retirement(label, refs, True, None)

@@ -75,6 +75,8 @@ class KeyOps:
     def plan(self, kind: str) -> Plan:
         """Count what a rotation of ``kind`` would change; changes nothing."""
         _check_kind(kind)
+        if kind == "vault":
+            raise ClientError("a vault key job has nothing to plan: it re-encrypts one vault at once")
         job = self.store.unfinished(kind)
         target = job.target if job is not None else self._next_label(kind)[0]
         tables: dict[str, int] = {}
@@ -106,9 +108,9 @@ class KeyOps:
         return self._run(job, options or Options())
 
     def resume(self, job_id: str, options: Options | None = None) -> JobView:
-        job = self.store.acquire(job_id)
-        if job.kind == "vault":
+        if self.store.get(job_id).kind == "vault":  # before acquire: it would take the lease
             raise Conflict("a vault key job resumes at its vault administrator's next action")
+        job = self.store.acquire(job_id)
         return self._run(job, options or Options())
 
     def _run(self, job: KeyJob, options: Options) -> JobView:

@@ -58,11 +58,14 @@ def census(app: Appliance) -> Counter[tuple[str, str | None]]:
     return counts
 
 
-def references(app: Appliance, label: str) -> dict[str, int] | None:
+def references(
+    app: Appliance, label: str, counts: Counter[tuple[str, str | None]] | None = None
+) -> dict[str, int] | None:
     """Rows depending on ``label``; ``None`` while any row's version is unknown (a
     key from before labels were recorded, a stale or unverifiable escrow): retiring
     is then refused."""
-    counts = census(app)
+    if counts is None:
+        counts = census(app)
     if any(v is UNKNOWN and n for (_, v), n in counts.items()):
         return None
     return {column: n for (column, v), n in counts.items() if v == label and n}

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select, update
 
-from appliance.config import MailSettings
+from appliance.config import ConfigError, MailSettings
 from appliance.mail.models import MailMessage
 from appliance.mail.outbox import Rendered, body_context
 from hsm.errors import DecryptionFailed
@@ -130,7 +130,7 @@ class MailTask:
                             client = _smtp(settings)
                         self._deliver(client, settings, row, rendered)
                         sent += 1
-                    except (smtplib.SMTPException, OSError) as exc:
+                    except (smtplib.SMTPException, OSError, ConfigError) as exc:  # Config: a password file gone
                         self._failed(settings, row, f"{type(exc).__name__}: {exc}"[:500])
                         if client is not None and not isinstance(exc, smtplib.SMTPRecipientsRefused):
                             self._quit(client)

@@ -16,7 +16,7 @@ from web.controllers.transfers import public_base
 from web.deps import serialized
 from web.file_schemas import FileOut
 from web.streaming import attachment, declared_length, gated, pump, refuse_form
-from web.ui.forms import Form, text
+from web.ui.forms import Form, digits, text
 from web.ui.messages import explain
 from web.ui.render import page, see_other
 from web.ui.session import appliance_of, caller
@@ -96,10 +96,10 @@ class FilePages(Controller):
             if days:
                 from datetime import UTC, datetime
 
-                if not days.isdigit() or not 1 <= int(days) <= 365:
+                if not digits(days) or not 1 <= int(days) <= 365:
                     raise ClientError("days must be a whole number from 1 to 365")
                 closes = datetime.fromtimestamp(app.clock() + int(days) * 86400, UTC).isoformat()
-            if megabytes and not megabytes.isdigit():
+            if megabytes and not digits(megabytes):
                 raise ClientError("max_mb must be a whole number")
             limit = int(megabytes) * 1_000_000 if megabytes else None
             with serialized(request):

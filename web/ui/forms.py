@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from litestar.enums import RequestEncodingType
@@ -27,3 +28,9 @@ def local_path(value: str, default: str = "/") -> str:
     if value.startswith("/") and not value.startswith("//") and "\\" not in value and "\n" not in value:
         return value
     return default
+
+
+def digits(raw: str, most: int = 6) -> bool:
+    """ASCII digits only, at most ``most`` of them: "²" passes ``str.isdigit()`` and
+    ``int()`` refuses it (a 500), and "٣" would be read as 3."""
+    return re.fullmatch(rf"[0-9]{{1,{most}}}", raw) is not None

@@ -14,7 +14,7 @@ from web.controllers.transfers import public_base
 from web.deps import client_addr, serialized
 from web.file_schemas import TransferFileOut
 from web.streaming import declared_length, gated, pump, refuse_form
-from web.ui.forms import Form, text
+from web.ui.forms import Form, digits, text
 from web.ui.messages import explain
 from web.ui.render import page, see_other
 from web.ui.session import appliance_of, caller
@@ -57,7 +57,7 @@ class TransferPages(Controller):
         recipients = [r.strip() for r in form["recipients"].replace(",", "\n").splitlines() if r.strip()]
         try:
             days, downloads = form["days"] or "7", form["max_downloads"] or "3"
-            if not days.isdigit() or not downloads.isdigit():
+            if not digits(days) or not digits(downloads):
                 raise ClientError("days and downloads must be whole numbers")
             with serialized(request):
                 principal = caller(request)
